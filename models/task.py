@@ -1,0 +1,57 @@
+"""The contract between a model family and the generic trainer.
+
+A family owns its networks, optimisers and one training step; the trainer (pipeline/train.py)
+owns everything else: device placement, precision, DDP wrapping, gradient clipping,
+checkpoints, resume and logging. Keeping the step inside the family is what lets a GAN with
+three optimisers and an autoencoder with one share one trainer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+# update(loss, optimizer_name): zero the optimizer's grads, backpropagate `loss`, clip the
+# gradients of that optimizer's parameters by global norm, and step it. Supplied by the trainer.
+UpdateFn = Callable[[torch.Tensor, str], None]
+
+
+class TrainingTask:
+    """Base class of a family's training task.
+
+    Subclasses set `self.networks` (an nn.ModuleDict of everything that has weights) in
+    `__init__`. The trainer moves `networks` to the device, may replace entries with DDP
+    wrappers, and saves `networks.state_dict()` in checkpoints; so a subclass always reaches
+    its networks through `self.networks[name]`, never through a cached attribute.
+    """
+
+    networks: nn.ModuleDict
+    # Frames per training clip; the loader cuts clips of this length from the store.
+    clip_length: int = 20
+
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Optimisers by name; the names are the ones `training_step` passes to `update`."""
+        raise NotImplementedError
+
+    def training_step(self, batch: torch.Tensor, step: int, update: UpdateFn) -> dict[str, float]:
+        """One optimisation step on `batch` (B, T, C, H, W) float in [0, 1]; returns scalars to log.
+
+        The returned dict must contain "loss" (the value the trainer watches for NaN).
+        """
+        raise NotImplementedError
+
+    def unwrap(self, name: str) -> nn.Module:
+        """The network `name` without any DDP wrapper (for inference and sampling)."""
+        net = self.networks[name]
+        return getattr(net, "module", net)
+
+    def inference_model(self) -> nn.Module:
+        """The module used by evaluate/predict/serve (a predictor or a generator)."""
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        """The options this task was built with (saved in checkpoints to rebuild it)."""
+        raise NotImplementedError

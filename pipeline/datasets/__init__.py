@@ -1,0 +1,1 @@
+"""Synthetic and packaged datasets: MNIST digits and the Moving MNIST generator."""
