@@ -45,7 +45,12 @@ def _hydra_message(e: Exception) -> str:
     lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
     msg = lines[0] if lines else type(e).__name__
     if len(lines) > 1 and lines[1].startswith("Available options"):
-        msg += f" ({lines[1].rstrip(':').lower()}: {', '.join(lines[2:])})"
+        options = []
+        for ln in lines[2:]:
+            if ln.startswith("Config search path"):
+                break
+            options.append(ln)
+        msg += f" ({lines[1].rstrip(':').lower()}: {', '.join(options)})"
     cause = e.__cause__
     if cause is not None and "not in struct" in str(cause):
         key = getattr(cause, "full_key", None) or msg

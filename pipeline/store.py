@@ -314,7 +314,6 @@ class FrameStore:
 
     def _commit(self, entry: VideoEntry) -> None:
         self._put_json(f"catalog/{entry.video_id}@{entry.gen}.json", entry.to_json())
-        old = self._entries.get(entry.video_id)
         self._entries = dict(sorted({**self._entries, entry.video_id: entry}.items()))
         # Older generations of this video (a replaced source, or a crashed attempt) are garbage
         # now that the new marker is in place.
@@ -325,8 +324,12 @@ class FrameStore:
                 and base != f"{entry.video_id}@{entry.gen}.json"
             ):
                 self.fs.rm_file(name)
-        if old is not None and old.gen != entry.gen:
-            self._remove_tree(old.path)
+        # So are the arrays of every other generation: the replaced one and any attempt that
+        # died before its commit (one writer per video id, so none of them is being written).
+        for name in self._list(f"videos/{entry.video_id}"):
+            gen = name.rstrip("/").rsplit("/", 1)[-1]
+            if gen != entry.gen and gen != "zarr.json":
+                self._remove_tree(f"videos/{entry.video_id}/{gen}")
 
     def _remove_tree(self, path: str) -> None:
         try:

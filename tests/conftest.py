@@ -1,0 +1,39 @@
+"""Shared fixtures: one local Ray instance per test run, synthetic stores, small videos."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local test instances only
+os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[None]:
+    """One local Ray instance shared by every test that needs Ray (never one per test)."""
+    ray = pytest.importorskip("ray")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture()
+def tiny_store(tmp_path: Path) -> str:
+    """A store of 6 random videos (40 frames, 16x16x1) with a train/test split attribute."""
+    from pipeline.store import FrameStore
+
+    url = str(tmp_path / "tiny.zarr")
+    store = FrameStore.create(url)
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        frames = rng.integers(0, 256, (40, 16, 16, 1), dtype=np.uint8)
+        split = "test" if i >= 4 else "train"
+        store.write_video(f"v{i}", frames, {"source": "random", "split": split, "fps": 10})
+    return url
