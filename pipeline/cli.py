@@ -13,7 +13,7 @@ from importlib import resources
 
 from omegaconf import OmegaConf
 
-from pipeline.config import UsageError, compose
+from pipeline.config import StageFailed, UsageError, compose
 
 # stage -> (module that runs it, one line for `framecast --help`)
 STAGES: dict[str, tuple[str, str]] = {
@@ -109,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         module.run(cfg)
     except (UsageError, FrameStoreError) as e:
         return _fail(stage, str(e))
+    except StageFailed as e:
+        print(f"framecast {stage}: failed: {e}", file=sys.stderr)
+        return 1
     except PartialFailure as e:
         print(f"framecast {stage}: {e}", file=sys.stderr)
         return EXIT_PARTIAL

@@ -23,6 +23,10 @@ class UsageError(Exception):
     """A user mistake (bad key, value or path): printed as one line, exit status 2."""
 
 
+class StageFailed(Exception):
+    """A stage that could not finish for a reason other than a user mistake: one line, exit 1."""
+
+
 def compose(stage: str, overrides: list[str]) -> DictConfig:
     """The resolved config of `stage` (configs/<stage>.yaml plus its groups and the overrides)."""
     from hydra import compose as hydra_compose

@@ -64,6 +64,8 @@ class ClipDataset(IterableDataset):
 
     `cache="auto"` loads the selected videos into memory when they fit in `cache_bytes`.
     `epochs=None` repeats forever (training); an integer stops after that many passes.
+    `skip_batches=n` starts where a run that already consumed n batches left off (resume): exact
+    in cached mode, and in streaming mode without DataLoader workers.
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class ClipDataset(IterableDataset):
         block_frames: int | None = None,
         buffer_blocks: int = 16,
         read_threads: int = 4,
+        skip_batches: int = 0,
         storage_options: dict[str, Any] | None = None,
     ) -> None:
         if clip_length < 1 or batch_size < 1 or stride < 1:
@@ -121,6 +124,7 @@ class ClipDataset(IterableDataset):
         self.drop_last = drop_last
         self.buffer_blocks = buffer_blocks
         self.read_threads = read_threads
+        self.skip_batches = int(skip_batches)
         chunk = int(s.frame_array(self.video_ids[0]).chunks[0])
         self.block_frames = int(block_frames or 4 * chunk)
         total_bytes = int(self.lengths.sum()) * int(np.prod(self.frame_shape))
@@ -188,21 +192,29 @@ class ClipDataset(IterableDataset):
     def __iter__(self) -> Iterator[torch.Tensor]:
         info = get_worker_info()
         worker, num_workers = (0, 1) if info is None else (info.id, info.num_workers)
-        epoch = 0
+        per_epoch = max(len(self), 1)
+        epoch, skip = divmod(self.skip_batches, per_epoch)
         while self.epochs is None or epoch < self.epochs:
-            yield from self._epoch(epoch, worker, num_workers)
-            epoch += 1
-
-    def _epoch(self, epoch: int, worker: int, num_workers: int) -> Iterator[torch.Tensor]:
-        rng = np.random.default_rng([self.seed, epoch])
-        if self.cached:
-            yield from self._epoch_cached(rng, worker, num_workers)
-        else:
-            yield from self._epoch_streaming(rng, worker, num_workers)
+            rng = np.random.default_rng([self.seed, epoch])
+            if self.cached:
+                # global batch g = epoch * per_epoch + b goes to worker (g - skip_batches) % W,
+                # the order in which the DataLoader reads its workers round-robin
+                g0 = epoch * per_epoch
+                offset = (worker + self.skip_batches - g0 - skip) % num_workers
+                yield from self._epoch_cached(rng, skip, offset, num_workers)
+            else:
+                # each worker drops its share of the skipped batches
+                drop = (skip - worker + num_workers - 1) // num_workers if skip > worker else 0
+                it = self._epoch_streaming(rng, worker, num_workers)
+                for _ in range(drop):
+                    next(it, None)
+                yield from it
+            epoch, skip = epoch + 1, 0
 
     def _epoch_cached(
-        self, rng: np.random.Generator, worker: int, num_workers: int
+        self, rng: np.random.Generator, skip: int, offset: int, step: int
     ) -> Iterator[torch.Tensor]:
+        """Batches skip+offset, skip+offset+step, ... of the epoch drawn from `rng`."""
         self._load_cache()
         assert self._data is not None and self._offsets is not None
         starts = np.concatenate(
@@ -217,7 +229,7 @@ class ClipDataset(IterableDataset):
         nb = (
             len(starts) // self.batch_size if self.drop_last else -(-len(starts) // self.batch_size)
         )
-        for b in range(worker, nb, num_workers):
+        for b in range(skip + offset, nb, step):
             sel = starts[b * self.batch_size : (b + 1) * self.batch_size]
             yield torch.from_numpy(self._data[sel[:, None] + idx])
 

@@ -45,7 +45,9 @@ def _fmt(v: Any) -> str:
 
 
 @contextmanager
-def progress(description: str, total: float | None, unit: str = "it") -> Iterator[Tracker]:
+def progress(
+    description: str, total: float | None, unit: str = "it", completed: float = 0
+) -> Iterator[Tracker]:
     """A live progress line on stderr (plain periodic lines when stderr is not a terminal)."""
     columns = [
         TextColumn("[bold]{task.description}"),
@@ -63,7 +65,7 @@ def progress(description: str, total: float | None, unit: str = "it") -> Iterato
         transient=False,
         refresh_per_second=4 if sys.stderr.isatty() else 0.2,
     ) as p:
-        task = p.add_task(description, total=total, rate="", info="")
+        task = p.add_task(description, total=total, completed=completed, rate="", info="")
         yield Tracker(p, task, unit)
 
 

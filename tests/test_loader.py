@@ -89,3 +89,24 @@ def test_to_model_input_layout_and_range() -> None:
     x = to_model_input(b, "cpu")
     assert x.shape == (2, 3, 1, 4, 5) and x.dtype == torch.float32
     assert torch.allclose(x[:, :, 0], b[..., 0].float() / 255)
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_skip_batches_resumes_the_same_sequence(tiny_store: str, cache: bool) -> None:
+    def batches(skip: int, workers: int = 0) -> list[np.ndarray]:
+        ds = ClipDataset(
+            tiny_store, 10, 7, cache=cache, seed=5, epochs=3, drop_last=True, skip_batches=skip
+        )
+        loader = DataLoader(ds, batch_size=None, num_workers=workers)
+        return [b.numpy() for b in loader]
+
+    full = batches(0)
+    for skip in (3, len(full) // 3 + 2):
+        rest = batches(skip)
+        assert len(rest) == len(full) - skip
+        assert all(np.array_equal(a, b) for a, b in zip(rest, full[skip:]))
+    if cache:  # exact with DataLoader workers too, across epoch boundaries
+        for skip in (0, 5):
+            rest = batches(skip, workers=2)
+            assert len(rest) == len(full) - skip
+            assert all(np.array_equal(a, b) for a, b in zip(rest, full[skip:]))

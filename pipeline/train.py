@@ -1,0 +1,348 @@
+"""`framecast train`: the one training loop, for every model family.
+
+`trainer.backend=local` runs the loop in this process (Ray is never imported: GPU machines
+without Ray, notebooks and debuggers use this path). `trainer.backend=ray` runs the same loop
+on `trainer.workers` Ray Train workers with DDP (gloo on CPU, NCCL on GPU).
+
+Data parallelism is exact: every rank iterates the same seeded sequence of *global* batches and
+trains on its own slice of each, and DDP averages the gradients, so W workers compute the
+gradient of the concatenated batch: the same run as one worker, up to float rounding.
+
+The family supplies its networks, optimisers and one step (`models.task.TrainingTask`); this
+module supplies device, precision, DDP, gradient clipping, checkpoints, resume and logging.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from pipeline import checkpoint
+from pipeline.config import StageFailed, UsageError, required, to_plain, typed, write_result
+from pipeline.loader import ClipDataset, to_model_input
+
+
+class TrainingFailed(StageFailed):
+    """The run stopped for a reason that is not a user mistake (e.g. a NaN loss)."""
+
+
+@dataclass
+class TrainerConfig:
+    backend: str = "local"
+    workers: int = 1
+    device: str = "auto"
+    max_steps: int = 1000
+    max_minutes: float | None = None
+    batch_size: int = 32
+    lr: float | None = None
+    seed: int = 0
+    precision: str = "auto"
+    clip_grad_norm: float | None = 1.0
+    checkpoint_every: int = 500
+    log_every: int = 25
+    resume: bool = False
+    cache: str = "auto"
+    loader_workers: int = 0
+    stride: int = 1
+    test_fraction: float = 0.1
+    max_failures: int = 2
+
+
+def _check(t: TrainerConfig) -> None:
+    if t.backend not in ("local", "ray"):
+        raise UsageError(f"trainer.backend={t.backend}: use local or ray")
+    if t.device not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"trainer.device={t.device}: use auto, cpu or cuda")
+    if t.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("trainer.device=cuda: no CUDA device is available")
+    if t.precision not in ("auto", "fp32", "bf16"):
+        raise UsageError(f"trainer.precision={t.precision}: use auto, fp32 or bf16")
+    if t.cache not in ("auto", "true", "false"):
+        raise UsageError(f"trainer.cache={t.cache}: use auto, true or false")
+    for key in ("workers", "max_steps", "batch_size", "checkpoint_every", "log_every"):
+        if getattr(t, key) < 1:
+            raise UsageError(f"trainer.{key}={getattr(t, key)}: must be >= 1")
+    if t.batch_size % t.workers:
+        raise UsageError(
+            f"trainer.batch_size={t.batch_size} must be divisible by trainer.workers={t.workers}"
+        )
+    if t.backend == "local" and t.workers != 1:
+        raise UsageError("trainer.workers > 1 needs trainer.backend=ray")
+
+
+def run(cfg: DictConfig) -> dict:
+    store = str(required(cfg, "store"))
+    run_dir = Path(str(required(cfg, "run_dir")))
+    t = typed(cfg.trainer, TrainerConfig, "trainer")
+    _check(t)
+    from pipeline.store import FrameStore
+
+    FrameStore.open(store)  # a clear error now rather than inside a worker
+    model_options = to_plain(cfg.model)
+    if t.lr is not None:
+        model_options["lr"] = t.lr
+    _build(model_options)  # unknown/mistyped model options fail here, as a usage error
+    job = {
+        "store": store,
+        "run_dir": str(run_dir),
+        "trainer": asdict(t),
+        "model": model_options,
+        "config": to_plain(cfg),
+    }
+    if t.backend == "ray":
+        result = _run_ray(job, t)
+    else:
+        result = train_loop(job)
+    write_result(cfg, result, str(run_dir / "train.json"))
+    from pipeline.progress import summary
+
+    summary(
+        f"train {model_options.get('name')} -> {run_dir}",
+        {k: result[k] for k in ("steps", "loss", "samples_per_s", "seconds", "checkpoint")},
+    )
+    return result
+
+
+def _build(model_options: dict[str, Any]):  # noqa: ANN202
+    from models import build_task
+
+    try:
+        return build_task(**model_options)
+    except (TypeError, KeyError, ValueError) as e:
+        raise UsageError(f"model: {e}") from None
+
+
+def _run_ray(job: dict[str, Any], t: TrainerConfig) -> dict[str, Any]:
+    import ray
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=True)
+    use_gpu = t.device == "cuda" or (t.device == "auto" and torch.cuda.is_available())
+    run_dir = Path(job["run_dir"]).resolve()
+    trainer = TorchTrainer(
+        _ray_worker,
+        train_loop_config=job,
+        scaling_config=ScalingConfig(num_workers=t.workers, use_gpu=use_gpu),
+        run_config=RunConfig(
+            name="ray",
+            storage_path=str(run_dir),
+            failure_config=FailureConfig(max_failures=t.max_failures),
+        ),
+    )
+    trainer.fit()
+    result = json.loads((run_dir / "train.json").read_text())
+    return result
+
+
+def _ray_worker(job: dict[str, Any]) -> None:
+    import ray.train
+
+    ctx = ray.train.get_context()
+    train_loop(job, rank=ctx.get_world_rank(), world=ctx.get_world_size())
+
+
+def _device(t: TrainerConfig, rank: int) -> torch.device:
+    if t.device == "cpu" or (t.device == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    return torch.device("cuda", local)
+
+
+def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, Any]:
+    """The training loop; rank 0 writes checkpoints, logs and train.json."""
+    t = TrainerConfig(**job["trainer"])
+    run_dir = Path(job["run_dir"])
+    ckpt_dir = run_dir / "checkpoints"
+    last = ckpt_dir / "last.pt"
+    device = _device(t, rank)
+    torch.manual_seed(t.seed)
+    np.random.seed(t.seed)
+    random.seed(t.seed)
+
+    task = _build(dict(job["model"]))
+    task.networks.to(device)
+    start_step = 0
+    resumed = t.resume and last.exists()
+    if t.resume and not last.exists() and rank == 0:
+        print(f"trainer.resume=true but {last} does not exist: starting from step 0")
+    ckpt = checkpoint.load(last, map_location=device) if resumed else None
+    if ckpt is not None:
+        for name, state in ckpt["networks"].items():
+            task.networks[name].load_state_dict(state)
+        start_step = int(ckpt["step"])
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        for name in list(task.networks):
+            net = task.networks[name]
+            if any(p.requires_grad for p in net.parameters()):
+                ids = [device.index] if device.type == "cuda" else None
+                task.networks[name] = DDP(net, device_ids=ids)
+    optimizers = task.make_optimizers()
+    if ckpt is not None:
+        for name, state in ckpt["optimizers"].items():
+            optimizers[name].load_state_dict(state)
+        checkpoint.set_rng_state(ckpt["rng"])
+
+    use_bf16 = t.precision == "bf16" or (t.precision == "auto" and device.type == "cuda")
+    autocast = (
+        torch.autocast(device_type=device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
+    )
+    params = {
+        name: [p for g in opt.param_groups for p in g["params"]] for name, opt in optimizers.items()
+    }
+
+    def update(loss: torch.Tensor, name: str) -> None:
+        opt = optimizers[name]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if t.clip_grad_norm:
+            torch.nn.utils.clip_grad_norm_(params[name], t.clip_grad_norm)
+        opt.step()
+
+    per_rank = t.batch_size // world
+    dataset = ClipDataset(
+        job["store"],
+        task.clip_length,
+        t.batch_size,
+        stride=t.stride,
+        split="train",
+        test_fraction=t.test_fraction,
+        cache={"auto": "auto", "true": True, "false": False}[t.cache],
+        seed=t.seed,
+        epochs=None,
+        drop_last=True,
+        skip_batches=start_step,
+    )
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=None,
+        num_workers=t.loader_workers,
+        persistent_workers=t.loader_workers > 0,
+    )
+
+    writer = _Logs(run_dir, start_step) if rank == 0 else None
+    samples = 0
+    wall0 = time.perf_counter()
+    deadline = None if t.max_minutes is None else wall0 + 60.0 * t.max_minutes
+    step = start_step
+    loss_value = float("nan")
+    bar_cm = _progress(rank, t.max_steps, start_step)
+    with bar_cm as bar:
+        for batch in loader:
+            if step >= t.max_steps:
+                break
+            x = to_model_input(batch[rank * per_rank : (rank + 1) * per_rank], device)
+            for net in task.networks.values():
+                net.train()
+            with autocast:
+                logs = task.training_step(x, step, update)
+            loss_value = float(logs["loss"])
+            if not math.isfinite(loss_value):
+                raise TrainingFailed(
+                    f"loss is {loss_value} at step {step}: stopped; the last good checkpoint "
+                    f"{last if last.exists() else '(none yet)'} is kept. Lower the learning "
+                    f"rate (trainer.lr) or clip harder (trainer.clip_grad_norm)."
+                )
+            step += 1
+            samples += t.batch_size
+            elapsed = time.perf_counter() - wall0
+            stop = deadline is not None and time.perf_counter() > deadline
+            if world > 1:
+                flag = torch.tensor([float(stop)], device=device)
+                torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+                stop = bool(flag.item())
+            if writer is not None:
+                rate = samples / max(elapsed, 1e-9)
+                if step % t.log_every == 0 or step == t.max_steps or stop:
+                    writer.log(step, {**logs, "samples_per_s": rate})
+                if bar is not None:
+                    bar.advance(1, loss=loss_value, samples_s=round(rate, 1))
+                if step % t.checkpoint_every == 0 or step == t.max_steps or stop:
+                    checkpoint.save(last, task, optimizers, step, job["config"])
+                    if step % t.checkpoint_every == 0:
+                        checkpoint.save(
+                            ckpt_dir / f"step-{step:08d}.pt", task, optimizers, step, job["config"]
+                        )
+            if stop:
+                break
+    seconds = time.perf_counter() - wall0
+    result = {
+        "stage": "train",
+        "model": job["model"].get("name"),
+        "store": job["store"],
+        "run_dir": str(run_dir),
+        "backend": t.backend,
+        "workers": world,
+        "device": str(device),
+        "steps": step,
+        "start_step": start_step,
+        "resumed": resumed,
+        "loss": loss_value,
+        "seconds": round(seconds, 3),
+        "samples_per_s": round(samples / max(seconds, 1e-9), 2),
+        "checkpoint": str(last),
+    }
+    if writer is not None:
+        writer.close()
+        from pipeline.config import write_json
+
+        write_json(run_dir / "train.json", result)
+    return result
+
+
+class _Logs:
+    """metrics.jsonl (appended, so a resumed run continues the file) and TensorBoard scalars."""
+
+    def __init__(self, run_dir: Path, start_step: int) -> None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path = run_dir / "metrics.jsonl"
+        if path.exists():
+            # drop records past the checkpoint we resume from: they will be recomputed
+            keep = [
+                ln
+                for ln in path.read_text().splitlines()
+                if ln and json.loads(ln)["step"] <= start_step
+            ]
+            path.write_text("".join(k + "\n" for k in keep))
+        self.file = path.open("a")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb: Any = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_step + 1)
+        except ImportError:
+            self.tb = None
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        rec = {"step": step, "time": time.time(), **{k: float(v) for k, v in values.items()}}
+        self.file.write(json.dumps(rec) + "\n")
+        self.file.flush()
+        if self.tb is not None:
+            for k, v in values.items():
+                self.tb.add_scalar(f"train/{k}", float(v), step)
+
+    def close(self) -> None:
+        self.file.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _progress(rank: int, total: int, start: int) -> Any:
+    if rank != 0:
+        return nullcontext(None)
+    from pipeline.progress import progress
+
+    return progress("train", total, "steps", completed=start)
