@@ -1,0 +1,574 @@
+"""Composite LSTM video autoencoder (Srivastava, Mansimov & Salakhutdinov, ICML 2015).
+
+An encoder LSTM reads the observed frames x_1..x_T. Its final state (h_T, c_T), copied, starts
+two decoders:
+
+    reconstruction decoder:  x_T, x_{T-1}, ..., x_1        (the input in reverse order)
+    future predictor:        x_{T+1}, ..., x_{T+K}
+
+Reversing the reconstruction target puts the frame the encoder saw last first, so the decoder
+gets off the ground on short-range correlations. The reconstruction keeps the representation
+from discarding the past; the predictor keeps it from memorising frames without dynamics.
+
+Each decoder is *conditional* (its input at step k is the previous frame of its target: the
+true one while training, its own output at inference; scheduled sampling mixes the two) or
+*unconditional* (its input is zero, so it can only unroll the state it was given).
+
+Two variants beyond the paper:
+- `cell="conv"`: ConvLSTM cells (Shi et al., 2015) on patchified frames, for natural video,
+  where a fully connected layer over every pixel neither fits nor generalises.
+- `attention=True`: decoders attend over every encoder state, not only the last one, the
+  remedy for squeezing a whole clip through one state vector.
+
+Shapes: B batch, T observed frames, K predicted frames, (C, H, W) a frame. Inside the
+recurrent networks a frame is a *feature*: a flat vector of D = C·H·W numbers (fc) or a patch
+grid (C·p², H/p, W/p) (conv); `embed` and `unembed` convert, and the decoders work in feature
+space only (the output nonlinearity is elementwise, so it commutes with the conversion).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.task import TrainingTask, UpdateFn
+
+LSTMState = tuple[Tensor, Tensor]  # (h, c), each (layers, B, *state features): nn.LSTM's layout
+
+
+@dataclass
+class LSTMAutoencoderConfig:
+    """Options of the family; the fields are the keys of configs/model/lstm_autoencoder.yaml."""
+
+    name: str = "lstm_autoencoder"  # registry key (models.TASKS)
+    frame_size: int = 64  # H = W of a frame, in pixels
+    channels: int = 1  # C: 1 for Moving MNIST, 3 for natural video
+    context: int = 10  # T: observed frames the encoder reads
+    horizon: int = 10  # K: future frames the predictor is trained on
+    hidden: int = 2048  # fc: units per LSTM layer (the paper: 2048)
+    layers: int = 1  # stacked LSTM layers, in the encoder and in each decoder
+    decoders: str = "composite"  # "composite" | "reconstruct" | "predict"
+    conditional: bool = False  # decoders fed the previous frame (True) or zero (False)
+    scheduled_sampling: float = 0.0  # max prob. of feeding own output in training (0: never)
+    sampling_ramp_steps: int = 10000  # steps over which that probability rises linearly from 0
+    cell: str = "fc"  # "fc": LSTM on flattened frames (the paper); "conv": ConvLSTM on patches
+    patch: int = 4  # conv: space-to-depth factor; the ConvLSTM runs on a frame_size/patch grid
+    conv_channels: int = 64  # conv: hidden channels per ConvLSTM layer and in the output head
+    kernel: int = 5  # conv: ConvLSTM kernel size
+    attention: bool = False  # decoders attend over every encoder state, not only the last
+    loss: str = "bce"  # "bce": sigmoid outputs, Bernoulli cross-entropy; "mse": squared error
+    lr: float = 1e-3  # Adam learning rate
+    weight_decay: float = 0.0  # Adam L2 weight decay
+    reconstruct_weight: float = 1.0  # weight of the reconstruction loss next to the prediction loss
+
+    def __post_init__(self) -> None:
+        choices = {
+            "decoders": ("composite", "reconstruct", "predict"),
+            "cell": ("fc", "conv"),
+            "loss": ("bce", "mse"),
+        }
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"model.{key}={getattr(self, key)!r}: expected one of {allowed}")
+        for key in ("frame_size", "channels", "context", "horizon", "hidden", "layers"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"model.{key}={getattr(self, key)} must be at least 1")
+        if self.cell == "conv" and self.frame_size % self.patch != 0:
+            raise ValueError(
+                f"model.frame_size={self.frame_size} is not a multiple of model.patch={self.patch}"
+            )
+        if not 0.0 <= self.scheduled_sampling <= 1.0:
+            raise ValueError(
+                f"model.scheduled_sampling={self.scheduled_sampling} must be in [0, 1]"
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# Recurrent stacks
+
+
+class ConvLSTMCell(nn.Module):
+    """One ConvLSTM layer (Shi et al., 2015): the LSTM's matrix products become convolutions.
+
+        [i, f, o, g] = W ∗ [x_t, h_{t-1}] + b        one k×k convolution with 4·Ch outputs
+        c_t = σ(f) ⊙ c_{t-1} + σ(i) ⊙ tanh(g)
+        h_t = σ(o) ⊙ tanh(c_t)
+
+    (without Shi's peephole terms, like nn.LSTM.)
+    """
+
+    def __init__(self, in_channels: int, hidden_channels: int, kernel: int) -> None:
+        super().__init__()
+        self.gates = nn.Conv2d(
+            in_channels + hidden_channels, 4 * hidden_channels, kernel, padding=kernel // 2
+        )
+        # Forget-gate bias 1: the cell remembers by default at initialisation (Jozefowicz et al.,
+        # 2015); the gates are ordered i, f, o, g.
+        with torch.no_grad():
+            self.gates.bias[hidden_channels : 2 * hidden_channels].fill_(1.0)
+
+    def forward(self, x: Tensor, state: LSTMState) -> LSTMState:
+        h, c = state  # (B, Ch, h, w) each; x (B, Cin, h, w)
+        i, f, o, g = self.gates(torch.cat([x, h], dim=1)).chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        return h, c
+
+
+class ConvLSTM(nn.Module):
+    """A stack of ConvLSTM layers with nn.LSTM's calling convention (batch_first=True).
+
+    forward(x (B, T, Cin, h, w), state=None) -> (top-layer outputs (B, T, Ch, h, w), (h_n, c_n))
+    with h_n, c_n (layers, B, Ch, h, w); a missing state is zero, as in nn.LSTM.
+    """
+
+    def __init__(self, in_channels: int, hidden_channels: int, kernel: int, layers: int) -> None:
+        super().__init__()
+        self.hidden_channels = hidden_channels
+        self.cells = nn.ModuleList(
+            ConvLSTMCell(in_channels if layer == 0 else hidden_channels, hidden_channels, kernel)
+            for layer in range(layers)
+        )
+
+    def forward(self, x: Tensor, state: LSTMState | None = None) -> tuple[Tensor, LSTMState]:
+        batch, steps, _, height, width = x.shape
+        if state is None:
+            zeros = x.new_zeros(len(self.cells), batch, self.hidden_channels, height, width)
+            state = (zeros, zeros)
+        h, c = list(state[0].unbind(0)), list(state[1].unbind(0))
+        outputs = []
+        for t in range(steps):
+            layer_input = x[:, t]
+            for layer, cell in enumerate(self.cells):
+                h[layer], c[layer] = cell(layer_input, (h[layer], c[layer]))
+                layer_input = h[layer]
+            outputs.append(layer_input)
+        return torch.stack(outputs, dim=1), (torch.stack(h), torch.stack(c))
+
+
+class TemporalAttention(nn.Module):
+    """Scaled dot-product attention of a decoder state over the encoder's per-step states
+    (Luong et al., 2015, "general" score):
+
+        q   = W_q h^dec_{k-1}                       query: the decoder's top-layer state
+        a_s = softmax_s(<q, e_s> / sqrt(d))          one weight per encoder step s = 1..T
+        context_k = Σ_s a_s e_s
+
+    For ConvLSTM states the dot product runs over channels at each grid position, so every
+    patch attends over time on its own.
+    """
+
+    def __init__(self, query: nn.Module, features: int) -> None:
+        super().__init__()
+        self.query = query  # nn.Linear (fc) or a 1×1 nn.Conv2d (conv)
+        self.scale = 1.0 / math.sqrt(features)
+
+    def forward(self, state: Tensor, memory: Tensor) -> Tensor:
+        # state (B, *F); memory (B, S, *F) with F = (d,) or (d, h, w)
+        q = self.query(state).unsqueeze(1)  # (B, 1, *F)
+        scores = (memory * q).sum(dim=2) * self.scale  # (B, S) or (B, S, h, w)
+        weights = scores.softmax(dim=1).unsqueeze(2)  # (B, S, 1, ...)
+        return (weights * memory).sum(dim=1)  # (B, *F)
+
+
+def output_to_frame(raw: Tensor, loss: str) -> Tensor:
+    """Raw decoder outputs -> frame values in [0, 1]: sigmoid of logits ("bce"), or the
+    regressed values clamped ("mse")."""
+    return torch.sigmoid(raw) if loss == "bce" else raw.clamp(0.0, 1.0)
+
+
+def time_distributed(module: nn.Module, x: Tensor) -> Tensor:
+    """Apply a per-frame module to (B, K, ...) by folding time into the batch."""
+    return module(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoders
+
+
+class Decoder(nn.Module):
+    """One decoder of the composite model: an LSTM stack started from the encoder's final
+    state, and a readout from its top-layer state to a frame.
+
+        input_k = [y_{k-1} if conditional] ⊕ [context_k if attention]     (a zero if neither)
+        h_k     = LSTM(input_k, h_{k-1}),      h_0 = the encoder's final state
+        ŷ_k     = readout(h_k ⊕ context_k)     logits (loss="bce") or values (loss="mse")
+
+    y_{k-1} is the true previous frame while training (teacher forcing), the decoder's own
+    output frame at inference or with probability p under scheduled sampling (Bengio et al.,
+    2015; the fed-back frame is detached, as there); y_0 is given by the caller. Everything is
+    in feature space: y (B, *F) with F = (D,) for fc or (C·p², h, w) for conv.
+    """
+
+    def __init__(
+        self,
+        lstm: nn.Module,
+        readout: nn.Module,
+        attention: TemporalAttention | None,
+        conditional: bool,
+        loss: str,
+        channel_dim: int,
+    ) -> None:
+        super().__init__()
+        self.lstm = lstm  # nn.LSTM or ConvLSTM, batch_first
+        self.readout = readout
+        self.attention = attention
+        self.conditional = conditional
+        self.loss = loss  # "bce": outputs are logits; "mse": pixel values
+        self.channel_dim = channel_dim  # the feature/channel axis: -1 (fc) or -3 (conv)
+
+    def _input(self, previous: Tensor, context: Tensor | None) -> Tensor:
+        parts = [previous] if self.conditional else []
+        if context is not None:
+            parts.append(context)
+        if not parts:  # unconditional, no attention: a single zero, nn.LSTM needs an input
+            return torch.zeros_like(previous.narrow(self.channel_dim, 0, 1))
+        return torch.cat(parts, dim=self.channel_dim)
+
+    def _next_input(self, raw: Tensor, truth: Tensor | None, sampling_prob: float) -> Tensor:
+        own = output_to_frame(raw, self.loss).detach()
+        if truth is None:
+            return own
+        if sampling_prob <= 0.0:
+            return truth
+        # Scheduled sampling: per sequence, feed the own output with probability p.
+        use_own = torch.rand(own.shape[0], device=own.device) < sampling_prob
+        return torch.where(use_own.view(-1, *[1] * (own.dim() - 1)), own, truth)
+
+    def forward(
+        self,
+        state: LSTMState,
+        memory: Tensor,
+        first: Tensor,
+        steps: int,
+        targets: Tensor | None = None,
+        sampling_prob: float = 0.0,
+    ) -> Tensor:
+        """Unroll `steps` frames from the encoder's final `state`.
+
+        memory (B, T, *S): encoder top-layer states (attended over); first (B, *F): y_0;
+        targets (B, steps, *F): the true frames, fed back when conditional (None: feed own
+        outputs). Returns raw outputs (B, steps, *F).
+        """
+        if targets is not None and targets.shape[1] != steps:
+            raise ValueError(f"targets have {targets.shape[1]} steps, expected {steps}")
+        teacher_forced = targets is not None and sampling_prob <= 0.0
+        if self.attention is None and (teacher_forced or not self.conditional):
+            # Every input is known in advance: one call over the whole sequence (cuDNN for fc).
+            if self.conditional:
+                previous = torch.cat([first.unsqueeze(1), targets[:, : steps - 1]], dim=1)
+            else:
+                previous = first.unsqueeze(1).expand(-1, steps, *first.shape[1:])
+            outputs, _ = self.lstm(self._input(previous, None), state)  # (B, steps, *S)
+            return time_distributed(self.readout, outputs)
+
+        raw_outputs = []
+        previous = first
+        for k in range(steps):
+            context = None if self.attention is None else self.attention(state[0][-1], memory)
+            output, state = self.lstm(self._input(previous, context).unsqueeze(1), state)
+            top = output[:, 0]  # (B, *S)
+            if context is not None:
+                top = torch.cat([top, context], dim=self.channel_dim)
+            raw = self.readout(top)  # (B, *F)
+            raw_outputs.append(raw)
+            if self.conditional:
+                truth = None if targets is None else targets[:, k]
+                previous = self._next_input(raw, truth, sampling_prob)
+        return torch.stack(raw_outputs, dim=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The composite model
+
+
+class CompositeLSTM(nn.Module):
+    """Encoder LSTM + reconstruction decoder (reversed input) + future predictor."""
+
+    def __init__(self, cfg: LSTMAutoencoderConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        if cfg.cell == "fc":
+            self.channel_dim = -1
+            self.frame_features = cfg.channels * cfg.frame_size**2  # D
+            self.state_features = cfg.hidden
+            self.encoder = nn.LSTM(self.frame_features, cfg.hidden, cfg.layers, batch_first=True)
+        else:
+            self.channel_dim = -3
+            self.frame_features = cfg.channels * cfg.patch**2  # channels of the patch grid
+            self.state_features = cfg.conv_channels
+            self.encoder = ConvLSTM(self.frame_features, cfg.conv_channels, cfg.kernel, cfg.layers)
+        self.reconstructor = self._decoder() if cfg.decoders != "predict" else None
+        self.predictor = self._decoder() if cfg.decoders != "reconstruct" else None
+
+    def _decoder(self) -> Decoder:
+        cfg = self.cfg
+        frame_in = self.frame_features if cfg.conditional else 0
+        context_in = self.state_features if cfg.attention else 0
+        input_size = max(frame_in + context_in, 1)  # an input-less decoder is fed one zero
+        readout_in = self.state_features + context_in
+        if cfg.cell == "fc":
+            lstm = nn.LSTM(input_size, cfg.hidden, cfg.layers, batch_first=True)
+            readout = nn.Linear(readout_in, self.frame_features)
+            query = nn.Linear(cfg.hidden, cfg.hidden, bias=False)
+        else:
+            lstm = ConvLSTM(input_size, cfg.conv_channels, cfg.kernel, cfg.layers)
+            readout = nn.Sequential(  # a small head from the state grid back to patch pixels
+                nn.Conv2d(readout_in, cfg.conv_channels, 3, padding=1),
+                nn.GELU(),
+                nn.Conv2d(cfg.conv_channels, self.frame_features, 1),
+            )
+            query = nn.Conv2d(cfg.conv_channels, cfg.conv_channels, 1, bias=False)
+        attention = TemporalAttention(query, self.state_features) if cfg.attention else None
+        return Decoder(lstm, readout, attention, cfg.conditional, cfg.loss, self.channel_dim)
+
+    # Frames <-> features. fc: (.., C, H, W) <-> (.., C·H·W); conv: space-to-depth by `patch`,
+    # (.., C, H, W) <-> (.., C·p², H/p, W/p).
+    def embed(self, frames: Tensor) -> Tensor:
+        if self.cfg.cell == "fc":
+            return frames.flatten(-3)
+        return F.pixel_unshuffle(frames, self.cfg.patch)
+
+    def unembed(self, features: Tensor) -> Tensor:
+        if self.cfg.cell == "fc":
+            size = self.cfg.frame_size
+            return features.unflatten(-1, (self.cfg.channels, size, size))
+        return F.pixel_shuffle(features, self.cfg.patch)
+
+    def to_frame(self, raw: Tensor) -> Tensor:
+        """Raw outputs of forward() -> frames in [0, 1]."""
+        return output_to_frame(raw, self.cfg.loss)
+
+    def forward(
+        self,
+        observed: Tensor,
+        future: Tensor | None = None,
+        *,
+        horizon: int | None = None,
+        teacher_forcing: bool = True,
+        sampling_prob: float = 0.0,
+    ) -> dict[str, Tensor]:
+        """Run the encoder and both decoders.
+
+        observed (B, T, C, H, W) and future (B, K, C, H, W) in [0, 1]. Conditional decoders are
+        fed the true previous frame when `teacher_forcing` (the reversed observed frames for
+        the reconstruction; `future`, if given, for the prediction), else their own outputs;
+        `sampling_prob` is the scheduled-sampling probability of feeding their own output
+        anyway. Returns raw outputs (logits for loss="bce", values for "mse"):
+            "reconstruction" (B, T, C, H, W), whose target is reconstruction_target(observed);
+            "prediction" (B, K, C, H, W), K = future's length, else `horizon` or cfg.horizon.
+        """
+        x = self.embed(observed)  # (B, T, *F)
+        memory, state = self.encoder(x)  # (B, T, *S), final (h, c)
+        outputs: dict[str, Tensor] = {}
+        if self.reconstructor is not None:
+            reversed_x = x.flip(1)
+            raw = self.reconstructor(
+                state,
+                memory,
+                first=torch.zeros_like(x[:, 0]),
+                steps=x.shape[1],
+                targets=reversed_x if teacher_forcing else None,
+                sampling_prob=sampling_prob,
+            )
+            outputs["reconstruction"] = self.unembed(raw)
+        if self.predictor is not None:
+            truth = self.embed(future) if future is not None and teacher_forcing else None
+            steps = future.shape[1] if future is not None else horizon or self.cfg.horizon
+            # y_0 of the predictor is the last observed frame: the true frame before x_{T+1}.
+            raw = self.predictor(
+                state,
+                memory,
+                first=x[:, -1],
+                steps=steps,
+                targets=truth,
+                sampling_prob=sampling_prob,
+            )
+            outputs["prediction"] = self.unembed(raw)
+        return outputs
+
+    def _require_predictor(self) -> Decoder:
+        if self.predictor is None:
+            raise ValueError("model.decoders='reconstruct' has no future predictor to predict with")
+        return self.predictor
+
+    def _roll_predictor(
+        self, state: LSTMState, memory: Tensor, last: Tensor, horizon: int
+    ) -> Tensor:
+        raw = self._require_predictor()(state, memory, first=last, steps=horizon)
+        return self.unembed(self.to_frame(raw)).to(last.dtype)  # bf16 under autocast -> input's
+
+    @torch.no_grad()
+    def predict(self, observed: Tensor, horizon: int) -> Tensor:
+        """Future frames (B, horizon, C, H, W) in [0, 1] from observed (B, T, C, H, W); outputs
+        are fed back, so any horizon works (also beyond the trained one)."""
+        self._require_predictor()
+        x = self.embed(observed)
+        memory, state = self.encoder(x)
+        return self._roll_predictor(state, memory, x[:, -1], horizon)
+
+    def stream(self, batch_size: int = 1) -> LSTMStream:
+        """Stateful incremental inference for live video: see LSTMStream."""
+        self._require_predictor()
+        return LSTMStream(self, batch_size)
+
+
+class LSTMStream:
+    """Incremental inference: `step(frame)` advances the encoder by one frame, `predict(h)`
+    rolls the future predictor from the current state without changing it (states are
+    tensors that are never written in place, so sharing them is free).
+
+    For attention the last `context` encoder states are kept: memory stays bounded on an
+    endless stream, and the decoders were trained attending over that many. Over T <= context
+    frames, step() then predict(h) equals CompositeLSTM.predict(frames, h).
+    """
+
+    def __init__(self, model: CompositeLSTM, batch_size: int = 1) -> None:
+        self.model = model
+        self.batch_size = batch_size
+        self.state: LSTMState | None = None
+        self.memory: deque[Tensor] = deque(maxlen=model.cfg.context)  # (B, *S) per step
+        self.last: Tensor | None = None  # the last frame, as features (B, *F)
+        self.frames_seen = 0
+
+    @torch.no_grad()
+    def step(self, frame: Tensor) -> None:
+        """Feed one frame (B, C, H, W) in [0, 1]."""
+        if frame.shape[0] != self.batch_size:
+            raise ValueError(f"frame batch {frame.shape[0]} != stream batch {self.batch_size}")
+        x = self.model.embed(frame)  # (B, *F)
+        output, self.state = self.model.encoder(x.unsqueeze(1), self.state)
+        self.memory.append(output[:, 0])
+        self.last = x
+        self.frames_seen += 1
+
+    @torch.no_grad()
+    def predict(self, horizon: int) -> Tensor:
+        """The next `horizon` frames (B, horizon, C, H, W) in [0, 1]."""
+        if self.state is None or self.last is None:
+            raise RuntimeError("LSTMStream.predict() before any step(frame)")
+        memory = torch.stack(list(self.memory), dim=1)  # (B, <=context, *S)
+        return self.model._roll_predictor(self.state, memory, self.last, horizon)
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses and the training task
+
+
+def reconstruction_target(observed: Tensor) -> Tensor:
+    """What the reconstruction decoder must output: the observed frames in reverse order."""
+    return observed.flip(1)
+
+
+def frame_loss(raw: Tensor, target: Tensor, loss: str) -> Tensor:
+    """Mean per-pixel loss of raw outputs against target frames in [0, 1]: Bernoulli
+    cross-entropy on logits ("bce") or squared error ("mse"). Multiply by C·H·W for the
+    per-frame values of the literature (summed over a frame's pixels)."""
+    if loss == "bce":
+        return F.binary_cross_entropy_with_logits(raw, target)
+    return F.mse_loss(raw, target)
+
+
+class LSTMAutoencoderTask(TrainingTask):
+    """The composite LSTM's training task: one Adam optimiser, one loss
+
+        L = reconstruct_weight · ℓ(reconstruction, reversed observed) + ℓ(prediction, future)
+
+    with ℓ the mean per-pixel loss (a sane scale for Adam); the logs also give each term per
+    frame, summed over its pixels, the unit the literature reports (e.g. BCE ≈ 341).
+    """
+
+    def __init__(self, **options: Any) -> None:
+        known = [f.name for f in fields(LSTMAutoencoderConfig)]
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise TypeError(
+                f"unknown lstm_autoencoder option(s): {', '.join(unknown)} "
+                f"(known: {', '.join(known)})"
+            )
+        self.cfg = LSTMAutoencoderConfig(**options)
+        self.clip_length = self.cfg.context + self.cfg.horizon
+        self.networks = nn.ModuleDict({"model": CompositeLSTM(self.cfg)})
+
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        params = self.networks["model"].parameters()
+        return {
+            "model": torch.optim.Adam(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        }
+
+    def sampling_prob(self, step: int) -> float:
+        """Scheduled sampling: 0 at step 0, rising linearly to cfg.scheduled_sampling."""
+        cfg = self.cfg
+        if not cfg.conditional or cfg.scheduled_sampling <= 0.0:
+            return 0.0
+        return cfg.scheduled_sampling * min(1.0, step / max(1, cfg.sampling_ramp_steps))
+
+    def losses(
+        self, outputs: dict[str, Tensor], observed: Tensor, future: Tensor
+    ) -> dict[str, Tensor]:
+        """Mean per-pixel loss terms and the weighted total ("loss")."""
+        terms: dict[str, Tensor] = {}
+        total = observed.new_zeros(())
+        if "reconstruction" in outputs:
+            terms["reconstruction"] = frame_loss(
+                outputs["reconstruction"], reconstruction_target(observed), self.cfg.loss
+            )
+            total = total + self.cfg.reconstruct_weight * terms["reconstruction"]
+        if "prediction" in outputs:
+            terms["prediction"] = frame_loss(outputs["prediction"], future, self.cfg.loss)
+            total = total + terms["prediction"]
+        terms["loss"] = total
+        return terms
+
+    def training_step(self, batch: Tensor, step: int, update: UpdateFn) -> dict[str, float]:
+        """batch (B, >= context + horizon, C, H, W) in [0, 1]. Returns "loss" (the optimised
+        mean per-pixel objective) and, per decoder, "reconstruction_loss" / "prediction_loss"
+        per frame (summed over a frame's pixels, averaged over frames and batch)."""
+        cfg = self.cfg
+        if batch.shape[1] < self.clip_length:
+            raise ValueError(
+                f"clip of {batch.shape[1]} frames, need context + horizon = {self.clip_length}"
+            )
+        observed = batch[:, : cfg.context]
+        future = batch[:, cfg.context : self.clip_length]
+        sampling_prob = self.sampling_prob(step)
+        outputs = self.networks["model"](observed, future, sampling_prob=sampling_prob)
+        terms = self.losses(outputs, observed, future)
+        update(terms["loss"], "model")
+
+        pixels = batch[0, 0].numel()  # C·H·W
+        names = ["loss"] + [
+            f"{name}_loss" for name in ("reconstruction", "prediction") if name in terms
+        ]
+        values = [terms["loss"]] + [terms[name[: -len("_loss")]] * pixels for name in names[1:]]
+        logs = dict(zip(names, torch.stack(values).detach().float().tolist()))  # one sync
+        if sampling_prob > 0.0:
+            logs["sampling_prob"] = sampling_prob
+        return logs
+
+    def inference_model(self) -> CompositeLSTM:
+        return self.unwrap("model")
+
+    def config(self) -> dict[str, Any]:
+        return asdict(self.cfg)
+
+
+__all__ = [
+    "CompositeLSTM",
+    "ConvLSTM",
+    "ConvLSTMCell",
+    "Decoder",
+    "LSTMAutoencoderConfig",
+    "LSTMAutoencoderTask",
+    "LSTMStream",
+    "TemporalAttention",
+    "frame_loss",
+    "output_to_frame",
+    "reconstruction_target",
+]

@@ -1,0 +1,359 @@
+"""The composite LSTM autoencoder: shapes, targets, teacher forcing, attention, streaming,
+and that a few Adam steps lower the loss. Tiny sizes (16×16 frames, 32 units) for CPU speed."""
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models import build_task
+from models.lstm_autoencoder import (
+    CompositeLSTM,
+    LSTMAutoencoderConfig,
+    LSTMAutoencoderTask,
+    reconstruction_target,
+)
+
+CONTEXT, HORIZON, SIZE = 4, 3, 16
+TINY = dict(frame_size=SIZE, context=CONTEXT, horizon=HORIZON, hidden=32, conv_channels=8)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a busy 2-core machine spinning
+    OpenMP threads slow them down several-fold."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_config(**overrides) -> LSTMAutoencoderConfig:
+    return LSTMAutoencoderConfig(**{**TINY, **overrides})
+
+
+def tiny_model(seed: int = 0, **overrides) -> CompositeLSTM:
+    torch.manual_seed(seed)
+    return CompositeLSTM(tiny_config(**overrides))
+
+
+def moving_squares(batch: int, steps: int, seed: int = 0) -> torch.Tensor:
+    """(batch, steps, 1, 16, 16): a 4×4 white square moving one pixel per frame, bouncing."""
+    gen = torch.Generator().manual_seed(seed)
+    clips = torch.zeros(batch, steps, 1, SIZE, SIZE)
+    for b in range(batch):
+        y, x = torch.randint(0, SIZE - 4, (2,), generator=gen).tolist()
+        dy, dx = [1 if v else -1 for v in torch.randint(0, 2, (2,), generator=gen).tolist()]
+        for t in range(steps):
+            clips[b, t, 0, y : y + 4, x : x + 4] = 1.0
+            if not 0 <= y + dy <= SIZE - 4:
+                dy = -dy
+            if not 0 <= x + dx <= SIZE - 4:
+                dx = -dx
+            y, x = y + dy, x + dx
+    return clips
+
+
+def trainer_update(optimizers: dict[str, torch.optim.Optimizer], calls: list | None = None):
+    """What the generic trainer does in update(loss, name): zero, backward, clip, step."""
+
+    def update(loss: torch.Tensor, name: str) -> None:
+        if calls is not None:
+            calls.append(name)
+        optimizer = optimizers[name]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+
+    return update
+
+
+def train(task: LSTMAutoencoderTask, batch: torch.Tensor, steps: int) -> list[float]:
+    update = trainer_update(task.make_optimizers())
+    return [task.training_step(batch, step, update)["loss"] for step in range(steps)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Shapes
+
+
+@pytest.mark.parametrize("cell", ["fc", "conv"])
+@pytest.mark.parametrize("decoders", ["composite", "reconstruct", "predict"])
+def test_output_shapes(cell, decoders):
+    model = tiny_model(cell=cell, decoders=decoders, channels=2)
+    observed = torch.rand(2, CONTEXT, 2, SIZE, SIZE)
+    future = torch.rand(2, HORIZON, 2, SIZE, SIZE)
+    outputs = model(observed, future)
+    expected = {"composite": {"reconstruction", "prediction"}, "reconstruct": {"reconstruction"},
+                "predict": {"prediction"}}[decoders]  # fmt: skip
+    assert set(outputs) == expected
+    if "reconstruction" in outputs:
+        assert outputs["reconstruction"].shape == observed.shape
+    if "prediction" in outputs:
+        assert outputs["prediction"].shape == future.shape
+        frames = model.predict(observed, 2 * HORIZON + 1)  # longer than the trained horizon
+        assert frames.shape == (2, 2 * HORIZON + 1, 2, SIZE, SIZE)
+        assert 0.0 <= frames.min() and frames.max() <= 1.0
+    else:
+        with pytest.raises(ValueError, match="predictor"):
+            model.predict(observed, HORIZON)
+
+
+@pytest.mark.parametrize("cell", ["fc", "conv"])
+@pytest.mark.parametrize("conditional", [False, True])
+@pytest.mark.parametrize("attention", [False, True])
+def test_variants_run_with_several_layers(cell, conditional, attention):
+    model = tiny_model(cell=cell, conditional=conditional, attention=attention, layers=2)
+    observed = torch.rand(2, CONTEXT, 1, SIZE, SIZE)
+    outputs = model(observed, horizon=HORIZON + 2)  # no future given: free-running predictor
+    assert outputs["prediction"].shape == (2, HORIZON + 2, 1, SIZE, SIZE)
+    long = model.predict(observed, 2 * HORIZON)
+    # rolling further does not change the first frames
+    assert torch.allclose(long[:, :HORIZON], model.predict(observed, HORIZON), atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# The reconstruction target is the observed clip reversed
+
+
+def test_reconstruction_target_is_reversed():
+    observed = torch.rand(2, CONTEXT, 1, SIZE, SIZE)
+    target = reconstruction_target(observed)
+    for t in range(CONTEXT):
+        assert torch.equal(target[:, t], observed[:, CONTEXT - 1 - t])
+
+
+class PerfectReconstruction(nn.Module):
+    """A stand-in model whose outputs are exactly what `reverse` says (values, loss="mse")."""
+
+    def __init__(self, reverse: bool) -> None:
+        super().__init__()
+        self.reverse = reverse
+        self.weight = nn.Parameter(torch.zeros(()))
+
+    def forward(self, observed, future, sampling_prob=0.0):
+        reconstruction = observed.flip(1) if self.reverse else observed
+        return {"reconstruction": reconstruction + self.weight, "prediction": future + self.weight}
+
+
+@pytest.mark.parametrize("reverse", [True, False])
+def test_task_compares_reconstruction_with_reversed_input(reverse):
+    task = LSTMAutoencoderTask(**TINY, loss="mse")
+    task.networks["model"] = PerfectReconstruction(reverse)
+    calls = []
+    batch = moving_squares(2, CONTEXT + HORIZON)
+    logs = task.training_step(batch, 0, trainer_update(task.make_optimizers(), calls))
+    assert calls == ["model"]  # update called once, for the one optimiser
+    assert logs["prediction_loss"] == pytest.approx(0.0)
+    if reverse:
+        assert logs["reconstruction_loss"] == pytest.approx(0.0)
+    else:
+        assert logs["reconstruction_loss"] > 1.0  # a moving square is not its own reverse
+
+
+def test_logged_losses_are_per_frame_sums():
+    task = LSTMAutoencoderTask(**TINY, loss="mse")
+    task.networks["model"] = PerfectReconstruction(reverse=True)
+    task.networks["model"].weight.data.fill_(0.5)  # every pixel off by 0.5
+    logs = task.training_step(moving_squares(2, 7), 0, trainer_update(task.make_optimizers()))
+    assert logs["prediction_loss"] == pytest.approx(0.25 * SIZE * SIZE)
+    assert logs["loss"] == pytest.approx(2 * 0.25)  # the optimised loss is the per-pixel mean
+
+
+# ---------------------------------------------------------------------------------------------
+# Conditional decoders: the truth while training, their own output at inference
+
+
+def record_decoder(decoder):
+    """Record the inputs of a decoder's LSTM and the outputs of its readout."""
+    inputs, outputs = [], []
+    decoder.lstm.register_forward_pre_hook(lambda module, args: inputs.append(args[0]))
+    decoder.readout.register_forward_hook(lambda module, args, out: outputs.append(out))
+    return inputs, outputs
+
+
+@pytest.mark.parametrize("cell", ["fc", "conv"])
+@pytest.mark.parametrize("attention", [False, True])
+def test_conditional_decoders_get_truth_in_training(cell, attention):
+    model = tiny_model(cell=cell, conditional=True, attention=attention)
+    pred_inputs, _ = record_decoder(model.predictor)
+    rec_inputs, _ = record_decoder(model.reconstructor)
+    clip = moving_squares(2, CONTEXT + HORIZON)
+    observed, future = clip[:, :CONTEXT], clip[:, CONTEXT:]
+    model(observed, future)
+
+    frame_features = model.frame_features
+    channel = model.channel_dim
+    fed = torch.cat(pred_inputs, dim=1).narrow(channel, 0, frame_features)  # (B, K, *F)
+    expected = torch.cat([observed[:, -1:], future[:, :-1]], dim=1)  # y_0 = last observed
+    assert torch.equal(fed, model.embed(expected))
+
+    fed = torch.cat(rec_inputs, dim=1).narrow(channel, 0, frame_features)
+    reversed_clip = reconstruction_target(observed)
+    expected = torch.cat([torch.zeros_like(observed[:, :1]), reversed_clip[:, :-1]], dim=1)
+    assert torch.equal(fed, model.embed(expected))
+
+
+@pytest.mark.parametrize("cell", ["fc", "conv"])
+def test_conditional_decoder_feeds_own_output_at_inference(cell):
+    model = tiny_model(cell=cell, conditional=True)
+    inputs, outputs = record_decoder(model.predictor)
+    observed = moving_squares(2, CONTEXT)
+    model.predict(observed, HORIZON)
+    assert len(inputs) == HORIZON  # one step at a time
+    assert torch.equal(inputs[0][:, 0], model.embed(observed[:, -1]))
+    for k in range(1, HORIZON):
+        own_frame = torch.sigmoid(outputs[k - 1])  # loss="bce": outputs are logits
+        assert torch.allclose(inputs[k][:, 0], own_frame)
+
+
+def test_scheduled_sampling_extremes_and_ramp():
+    model = tiny_model(conditional=True)
+    clip = moving_squares(2, CONTEXT + HORIZON)
+    observed, future = clip[:, :CONTEXT], clip[:, CONTEXT:]
+    free = model(observed, future, teacher_forcing=False)
+    always_own = model(observed, future, sampling_prob=1.0)
+    forced = model(observed, future)
+    for key in ("reconstruction", "prediction"):
+        assert torch.allclose(always_own[key], free[key], atol=1e-6)
+        assert not torch.allclose(forced[key], free[key], atol=1e-4)
+
+    task = LSTMAutoencoderTask(**TINY, conditional=True, scheduled_sampling=0.5,
+                               sampling_ramp_steps=100)  # fmt: skip
+    assert task.sampling_prob(0) == 0.0
+    assert task.sampling_prob(50) == pytest.approx(0.25)
+    assert task.sampling_prob(1000) == pytest.approx(0.5)
+    logs = task.training_step(clip, 50, trainer_update(task.make_optimizers()))
+    assert logs["sampling_prob"] == pytest.approx(0.25)
+
+
+# ---------------------------------------------------------------------------------------------
+# Attention
+
+
+def alter_early_encoder_states(model: CompositeLSTM) -> None:
+    """Make the encoder report different per-step states before the last one, while its final
+    state (what the decoders start from) stays the same."""
+
+    def hook(module, args, output):
+        memory, final_state = output
+        memory = torch.cat([memory[:, :-1] + 1.0, memory[:, -1:]], dim=1)
+        return memory, final_state
+
+    model.encoder.register_forward_hook(hook)
+
+
+@pytest.mark.parametrize("cell", ["fc", "conv"])
+@pytest.mark.parametrize("attention", [False, True])
+def test_attention_reads_every_encoder_state(cell, attention):
+    model = tiny_model(cell=cell, attention=attention)
+    observed = torch.rand(2, CONTEXT, 1, SIZE, SIZE)
+    before = model(observed)
+    alter_early_encoder_states(model)
+    after = model(observed)
+    for key in ("reconstruction", "prediction"):
+        changed = not torch.allclose(before[key], after[key], atol=1e-5)
+        assert changed == attention, key  # without attention only the final state matters
+
+
+def test_attention_trains():
+    task = LSTMAutoencoderTask(**TINY, attention=True, conditional=True, lr=3e-3)
+    losses = train(task, moving_squares(4, CONTEXT + HORIZON), steps=25)
+    assert losses[-1] < 0.7 * losses[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Training lowers the loss
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(cell="fc"),
+        dict(cell="fc", conditional=True, layers=2),
+        dict(cell="conv"),
+        dict(cell="conv", loss="mse", decoders="predict"),
+    ],  # fmt: skip
+    ids=["fc", "fc-conditional-2layers", "conv", "conv-mse-predict"],
+)
+def test_a_few_adam_steps_lower_the_loss(options):
+    torch.manual_seed(0)
+    task = build_task("lstm_autoencoder", **TINY, lr=3e-3, **options)
+    losses = train(task, moving_squares(4, CONTEXT + HORIZON), steps=25)
+    assert all(map(torch.isfinite, torch.tensor(losses)))
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+# ---------------------------------------------------------------------------------------------
+# Streaming
+
+
+@pytest.mark.parametrize("cell", ["fc", "conv"])
+@pytest.mark.parametrize("options", [{}, dict(conditional=True, attention=True, layers=2)])
+def test_stream_matches_batch_predict(cell, options):
+    model = tiny_model(cell=cell, **options)
+    observed = moving_squares(2, CONTEXT)
+    stream = model.stream(batch_size=2)
+    for t in range(CONTEXT):
+        stream.step(observed[:, t])
+    expected = model.predict(observed, 2 * HORIZON)
+    assert torch.allclose(stream.predict(2 * HORIZON), expected, atol=1e-5)
+    assert torch.allclose(stream.predict(2 * HORIZON), expected, atol=1e-5)  # state unchanged
+
+
+def test_stream_keeps_a_bounded_attention_memory():
+    model = tiny_model(attention=True)
+    clip = moving_squares(1, 3 * CONTEXT)
+    stream = model.stream()
+    for t in range(clip.shape[1]):
+        stream.step(clip[:, t])
+    assert len(stream.memory) == CONTEXT
+    assert stream.predict(HORIZON).shape == (1, HORIZON, 1, SIZE, SIZE)
+    with pytest.raises(ValueError, match="batch"):
+        stream.step(clip[:, 0].expand(2, -1, -1, -1))
+    with pytest.raises(RuntimeError):
+        model.stream().predict(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The task's contract with the trainer
+
+
+def test_task_contract():
+    task = build_task("lstm_autoencoder", **TINY)
+    assert task.clip_length == CONTEXT + HORIZON
+    assert set(task.networks) == {"model"}
+    assert set(task.make_optimizers()) == {"model"}
+    assert isinstance(task.inference_model(), CompositeLSTM)
+    config = task.config()
+    assert config == dataclasses.asdict(tiny_config())
+    rebuilt = build_task(**config)  # checkpoints rebuild from config()
+    assert rebuilt.config() == config
+    logs = task.training_step(moving_squares(2, CONTEXT + HORIZON), 0,
+                              trainer_update(task.make_optimizers()))  # fmt: skip
+    assert set(logs) == {"loss", "reconstruction_loss", "prediction_loss"}
+    assert all(isinstance(v, float) for v in logs.values())
+
+
+def test_unknown_and_invalid_options():
+    with pytest.raises(TypeError, match="hiden"):
+        LSTMAutoencoderTask(hiden=32)
+    with pytest.raises(ValueError, match="cell"):
+        LSTMAutoencoderTask(cell="gru")
+    with pytest.raises(ValueError, match="patch"):
+        LSTMAutoencoderTask(cell="conv", frame_size=18, patch=4)
+
+
+def test_mse_outputs_are_clamped_frames():
+    model = tiny_model(loss="mse")
+    with torch.no_grad():
+        model.predictor.readout.bias.fill_(5.0)
+    frames = model.predict(torch.rand(1, CONTEXT, 1, SIZE, SIZE), 2)
+    assert torch.equal(frames, torch.ones_like(frames))
+    # the raw forward output is the regressed value, unclamped
+    assert model(torch.rand(1, CONTEXT, 1, SIZE, SIZE))["prediction"].max() > 1.0
+    assert F.mse_loss(model.to_frame(torch.tensor([2.0])), torch.tensor([1.0])) == 0.0
