@@ -1,0 +1,259 @@
+"""`framecast evaluate`: a predictor's metrics per future step, beside the copy-last-frame baseline.
+
+Sequences come from the held-out split of a store (`store=URL`) or from an npy file in the
+`mnist_test_seq.npy` layout (`data=npy data.path=FILE`). The first `evaluate.context` frames are
+observed and the next `evaluate.horizon` are predicted. Writes `metrics.json`, a per-step plot
+(PNG) and a grid of observed | true | predicted frames (PNG and GIF) into `evaluate.out`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from models.metrics import MetricAccumulator, copy_last_baseline
+from pipeline import checkpoint
+from pipeline.config import UsageError, existing_path, required, typed, write_result
+
+METRICS = ("mse", "mae", "psnr", "ssim", "bce")
+
+
+@dataclass
+class EvaluateConfig:
+    context: int | None = None
+    horizon: int | None = None
+    batch_size: int = 64
+    max_sequences: int | None = None
+    split: str = "test"
+    device: str = "auto"
+    out: str | None = None
+    grid_sequences: int = 4
+
+
+def default_out(ckpt_path: str) -> Path:
+    """RUN/evaluate for RUN/checkpoints/X.pt, else a folder beside the checkpoint."""
+    p = Path(ckpt_path)
+    if p.parent.name == "checkpoints":
+        return p.parent.parent / "evaluate"
+    return p.with_name(f"{p.stem}-evaluate")
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("device=cuda: no CUDA device is available")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _store_sequences(
+    url: str, length: int, ev: EvaluateConfig, test_fraction: float
+) -> Iterator[np.ndarray]:
+    from pipeline.loader import ClipDataset
+
+    try:
+        ds = ClipDataset(
+            url,
+            length,
+            ev.batch_size,
+            stride=length,
+            split=None if ev.split == "all" else ev.split,
+            test_fraction=test_fraction,
+            cache=False,
+            shuffle=False,
+        )
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    for batch in ds:
+        yield batch.numpy()
+
+
+def _npy_sequences(path: str, length: int, batch: int) -> Iterator[np.ndarray]:
+    arr = np.load(existing_path(path, "data.path"), mmap_mode="r", allow_pickle=False)
+    if arr.dtype != np.uint8 or arr.ndim != 4:
+        raise UsageError(
+            f"data.path={path}: expected uint8 (T, N, H, W) like mnist_test_seq.npy, got "
+            f"{arr.dtype} {arr.shape}"
+        )
+    if arr.shape[0] < length:
+        raise UsageError(f"data.path={path}: {arr.shape[0]} frames, need context+horizon={length}")
+    for i in range(0, arr.shape[1], batch):
+        # (T, b, H, W) -> (b, T, H, W, 1)
+        yield np.ascontiguousarray(arr[:length, i : i + batch].transpose(1, 0, 2, 3))[..., None]
+
+
+def run(cfg: DictConfig) -> dict:
+    ev = typed(cfg.evaluate, EvaluateConfig, "evaluate")
+    ckpt_path = str(required(cfg, "checkpoint"))
+    ckpt = checkpoint.load(ckpt_path)
+    device = pick_device(ev.device)
+    task = checkpoint.restore_task(ckpt, device)
+    model = task.inference_model().eval()
+    mcfg = ckpt["model_config"]
+    context = ev.context or int(mcfg.get("context", 10))
+    horizon = ev.horizon or int(mcfg.get("horizon", 10))
+    if context < 1 or horizon < 1:
+        raise UsageError("evaluate.context and evaluate.horizon must be >= 1")
+    length = context + horizon
+
+    data_name = cfg.data.get("name") if cfg.get("data") is not None else "store"
+    if data_name == "npy":
+        source = str(cfg.data.path)
+        sequences = _npy_sequences(source, length, ev.batch_size)
+    else:
+        source = str(required(cfg, "store"))
+        trainer_cfg = ckpt["config"].get("trainer", {})
+        sequences = _store_sequences(source, length, ev, trainer_cfg.get("test_fraction", 0.1))
+
+    out = Path(ev.out) if ev.out else default_out(ckpt_path)
+    out.mkdir(parents=True, exist_ok=True)
+    model_acc, copy_acc = MetricAccumulator(), MetricAccumulator()
+    grid: list[tuple[np.ndarray, np.ndarray]] = []
+    count = 0
+    size = (int(mcfg.get("frame_size", 64)), int(mcfg.get("channels", 1)))
+    from pipeline.progress import progress
+
+    with progress("evaluate", ev.max_sequences, "seqs") as bar, torch.no_grad():
+        for batch in sequences:
+            if ev.max_sequences is not None:
+                batch = batch[: ev.max_sequences - count]
+            if not len(batch):
+                break
+            if batch.shape[2] != size[0] or batch.shape[4] != size[1]:
+                raise UsageError(
+                    f"{source}: frames {batch.shape[2]}x{batch.shape[3]}x{batch.shape[4]} do not "
+                    f"match the model's {size[0]}x{size[0]}x{size[1]}"
+                )
+            x = torch.from_numpy(batch).to(device).permute(0, 1, 4, 2, 3).float() / 255.0
+            observed, future = x[:, :context], x[:, context:]
+            pred = model.predict(observed, horizon).float().clamp(0, 1)
+            model_acc.update(pred, future)
+            copy_acc.update(copy_last_baseline(observed, horizon), future)
+            if len(grid) < ev.grid_sequences:
+                for b in range(min(len(batch), ev.grid_sequences - len(grid))):
+                    grid.append((x[b].cpu().numpy(), pred[b].cpu().numpy()))
+            count += len(batch)
+            bar.advance(len(batch))
+            if ev.max_sequences is not None and count >= ev.max_sequences:
+                break
+    if count == 0:
+        raise UsageError(f"{source}: no sequences of {length} frames to evaluate")
+    result: dict[str, Any] = {
+        "stage": "evaluate",
+        "checkpoint": ckpt_path,
+        "step": int(ckpt["step"]),
+        "model": ckpt["model"],
+        "data": source,
+        "sequences": count,
+        "context": context,
+        "horizon": horizon,
+        **_flatten(model_acc.result()),
+        "copy_last": _flatten(copy_acc.result()),
+    }
+    _plot_per_step(result, out / "metrics_per_step.png")
+    _sample_grid(grid, context, out)
+    result["files"] = {
+        "plot": str(out / "metrics_per_step.png"),
+        "grid_png": str(out / "samples.png"),
+        "grid_gif": str(out / "samples.gif"),
+    }
+    write_result(cfg, result, str(out / "metrics.json"))
+    from pipeline.progress import summary
+
+    summary(
+        f"evaluate {ckpt['model']} on {count} sequences ({context} -> {horizon})",
+        {m: f"{result[m]:.4g}   (copy-last {result['copy_last'][m]:.4g})" for m in METRICS},
+    )
+    return result
+
+
+def _flatten(res: dict[str, Any]) -> dict[str, Any]:
+    """{"mse": {"mean", "per_step"}, ...} -> {"mse": mean, ..., "per_step": {"mse": [...]}}."""
+    flat: dict[str, Any] = {"per_step": {}}
+    for name, v in res.items():
+        if isinstance(v, dict) and "mean" in v:
+            flat[name] = float(v["mean"])
+            flat["per_step"][name] = [float(x) for x in v["per_step"]]
+        else:
+            flat[name] = v
+    return flat
+
+
+def _plot_per_step(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(3.2 * len(METRICS), 2.8))
+    steps = np.arange(1, result["horizon"] + 1)
+    for ax, m in zip(axes, METRICS):
+        ax.plot(steps, result["per_step"][m], "o-", ms=3, label=result["model"])
+        ax.plot(steps, result["copy_last"]["per_step"][m], "s--", ms=3, label="copy last")
+        ax.set_title(m)
+        ax.set_xlabel("future step")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _sample_grid(grid: list[tuple[np.ndarray, np.ndarray]], context: int, out: Path) -> None:
+    """PNG: per sequence a row of true frames over a row of observed+predicted frames.
+    GIF: per time step, true | predicted side by side for every sequence."""
+    from pipeline.video import write_video
+
+    if not grid:
+        return
+    rows_png, gif_frames = [], []
+    for true, pred in grid:  # (T, C, H, W), (horizon, C, H, W)
+        shown = np.concatenate([true[:context], pred])
+        rows_png.append(_strip(true))
+        rows_png.append(_strip(shown, mark_from=context))
+    png = np.concatenate(rows_png, axis=0)
+    _save_png(png, out / "samples.png")
+    length = len(grid[0][0])
+    for t in range(length):
+        tiles = []
+        for true, pred in grid:
+            p = true[t] if t < context else pred[t - context]
+            tiles.append(np.concatenate([_hwc(true[t]), _sep(true[t]), _hwc(p)], axis=1))
+        gif_frames.append(np.concatenate(tiles, axis=0))
+    write_video(str(out / "samples.gif"), np.stack(gif_frames), fps=4)
+
+
+def _hwc(frame: np.ndarray) -> np.ndarray:
+    """(C, H, W) float [0,1] -> (H, W, 3) uint8."""
+    img = (np.clip(frame, 0, 1) * 255).round().astype(np.uint8).transpose(1, 2, 0)
+    return np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img
+
+
+def _sep(frame: np.ndarray, width: int = 2) -> np.ndarray:
+    return np.full((frame.shape[1], width, 3), 128, np.uint8)
+
+
+def _strip(frames: np.ndarray, mark_from: int | None = None) -> np.ndarray:
+    tiles = []
+    for i, f in enumerate(frames):
+        img = _hwc(f)
+        if mark_from is not None and i >= mark_from:
+            img = img.copy()
+            img[:2, :, :] = (255, 64, 64)  # a red bar marks predicted frames
+        tiles += [img, _sep(f)]
+    return np.concatenate(tiles, axis=1)
+
+
+def _save_png(img: np.ndarray, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.imsave(path, img)
