@@ -154,6 +154,23 @@ def _ray_worker(job: dict[str, Any]) -> None:
     train_loop(job, rank=ctx.get_world_rank(), world=ctx.get_world_size())
 
 
+def make_update(optimizers: dict[str, torch.optim.Optimizer], clip_grad_norm: float | None) -> Any:
+    """The `update(loss, name)` given to a task: zero grads, backward, clip by global norm, step."""
+    params = {
+        name: [p for g in opt.param_groups for p in g["params"]] for name, opt in optimizers.items()
+    }
+
+    def update(loss: torch.Tensor, name: str) -> None:
+        opt = optimizers[name]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip_grad_norm:
+            torch.nn.utils.clip_grad_norm_(params[name], clip_grad_norm)
+        opt.step()
+
+    return update
+
+
 def _device(t: TrainerConfig, rank: int) -> torch.device:
     if t.device == "cpu" or (t.device == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
@@ -201,17 +218,7 @@ def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, 
     autocast = (
         torch.autocast(device_type=device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
     )
-    params = {
-        name: [p for g in opt.param_groups for p in g["params"]] for name, opt in optimizers.items()
-    }
-
-    def update(loss: torch.Tensor, name: str) -> None:
-        opt = optimizers[name]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if t.clip_grad_norm:
-            torch.nn.utils.clip_grad_norm_(params[name], t.clip_grad_norm)
-        opt.step()
+    update = make_update(optimizers, t.clip_grad_norm)
 
     per_rank = t.batch_size // world
     dataset = ClipDataset(
@@ -250,6 +257,12 @@ def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, 
                 net.train()
             with autocast:
                 logs = task.training_step(x, step, update)
+            if world > 1:
+                # log the global batch's values: the mean over ranks of their slices' values
+                keys = sorted(logs)
+                vals = torch.tensor([float(logs[k]) for k in keys], device=device)
+                torch.distributed.all_reduce(vals)
+                logs = dict(zip(keys, (vals / world).tolist()))
             loss_value = float(logs["loss"])
             if not math.isfinite(loss_value):
                 raise TrainingFailed(
