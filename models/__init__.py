@@ -16,6 +16,7 @@ from models.task import TrainingTask
 # paid only when it is used.
 TASKS: dict[str, str] = {
     "lstm_autoencoder": "models.lstm_autoencoder:LSTMAutoencoderTask",
+    "mocogan": "models.mocogan:MoCoGANTask",
 }
 
 

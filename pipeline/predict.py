@@ -42,7 +42,7 @@ def _observed_frames(cfg: DictConfig, p: PredictConfig, size: int, channels: int
         fps = float(store.attrs(p.video).get("fps") or 10)
         return frames, fps, f"{store.url}#{p.video}"
     source = str(required(cfg, "input"))
-    from pipeline.video import decode_frames, probe_fps
+    from pipeline.video import VideoError, decode_frames, probe
 
     if "://" not in source and not source.startswith("lavfi:") and not Path(source).exists():
         raise UsageError(f"input={source}: no such file")
@@ -53,8 +53,8 @@ def _observed_frames(cfg: DictConfig, p: PredictConfig, size: int, channels: int
         ):
             if i >= p.start:
                 frames.append(f)
-        fps = probe_fps(source)
-    except (OSError, ValueError) as e:
+        fps = probe(source).fps
+    except (VideoError, OSError, ValueError) as e:
         raise UsageError(f"input={source}: cannot decode ({e})") from None
     if not frames:
         raise UsageError(f"input={source}: no frames at or after predict.start={p.start}")

@@ -1,8 +1,11 @@
-"""One progress display for every long stage: done/total, rate, ETA, and free-form fields."""
+"""One progress display for every long stage: done/total, rate, ETA, and free-form fields.
+
+On a terminal it is a live rich progress bar; otherwise (CI, logs, `ray job submit`) it prints a
+plain line every `PLAIN_EVERY_S` seconds and one at the end.
+"""
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,25 +22,59 @@ from rich.progress import (
 )
 
 console = Console(stderr=True)
+PLAIN_EVERY_S = 10.0
 
 
 class Tracker:
     """Handle returned by `progress()`: call `advance(n, **fields)` as work completes."""
 
-    def __init__(self, progress: Progress, task: Any, unit: str) -> None:
-        self._progress, self._task, self.unit = progress, task, unit
+    def __init__(
+        self, description: str, total: float | None, unit: str, completed: float, live: Any
+    ) -> None:
+        self.description, self.total, self.unit = description, total, unit
         self.start = time.perf_counter()
-        self.done = 0
+        self.done = completed
+        self._initial = completed
+        self._live = live  # (Progress, task id) on a terminal, else None
+        self._last_print = self.start
+        self._fields = ""
 
     def advance(self, n: float = 1, **fields: Any) -> None:
         self.done += n
-        rate = self.done / max(time.perf_counter() - self.start, 1e-9)
-        info = "  ".join(f"{k} {_fmt(v)}" for k, v in fields.items())
-        self._progress.update(self._task, advance=n, rate=f"{rate:,.1f} {self.unit}/s", info=info)
+        self._fields = "  ".join(f"{k} {_fmt(v)}" for k, v in fields.items())
+        if self._live is not None:
+            progress, task = self._live
+            progress.update(
+                task, advance=n, rate=f"{self.rate:,.1f} {self.unit}/s", info=self._fields
+            )
+        elif time.perf_counter() - self._last_print >= PLAIN_EVERY_S:
+            self._print()
+
+    @property
+    def rate(self) -> float:
+        return (self.done - self._initial) / max(time.perf_counter() - self.start, 1e-9)
 
     @property
     def seconds(self) -> float:
         return time.perf_counter() - self.start
+
+    def _print(self) -> None:
+        self._last_print = time.perf_counter()
+        total = f"/{self.total:g}" if self.total else ""
+        eta = ""
+        if self.total and self.rate > 0:
+            eta = f"  ETA {_hms((self.total - self.done) / self.rate)}"
+        console.print(
+            f"{self.description}: {self.done:g}{total} {self.unit}  {self.rate:,.1f} {self.unit}/s"
+            f"  elapsed {_hms(self.seconds)}{eta}  {self._fields}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _hms(s: float) -> str:
+    s = int(s)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 def _fmt(v: Any) -> str:
@@ -49,6 +86,11 @@ def progress(
     description: str, total: float | None, unit: str = "it", completed: float = 0
 ) -> Iterator[Tracker]:
     """A live progress line on stderr (plain periodic lines when stderr is not a terminal)."""
+    if not console.is_terminal:
+        tracker = Tracker(description, total, unit, completed, None)
+        yield tracker
+        tracker._print()
+        return
     columns = [
         TextColumn("[bold]{task.description}"),
         BarColumn(bar_width=24),
@@ -59,14 +101,9 @@ def progress(
         TimeRemainingColumn(),
         TextColumn("{task.fields[info]}"),
     ]
-    with Progress(
-        *columns,
-        console=console,
-        transient=False,
-        refresh_per_second=4 if sys.stderr.isatty() else 0.2,
-    ) as p:
+    with Progress(*columns, console=console, transient=False) as p:
         task = p.add_task(description, total=total, completed=completed, rate="", info="")
-        yield Tracker(p, task, unit)
+        yield Tracker(description, total, unit, completed, (p, task))
 
 
 def summary(title: str, rows: dict[str, Any]) -> None:

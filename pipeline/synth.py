@@ -34,6 +34,13 @@ class MovingMNISTConfig:
 
 
 @dataclass
+class ShapesConfig:
+    name: str = "shapes"
+    size: int = 64
+    test_fraction: float = 0.1
+
+
+@dataclass
 class NpyConfig:
     name: str = "npy"
     path: str = "???"
@@ -63,6 +70,24 @@ def _videos(cfg: DictConfig, synth: SynthConfig) -> tuple[int, Iterator[Video]]:
             yield from generate(n_test, synth.length, split="test", **common)
 
         return synth.num_videos, both()
+    if name == "shapes":
+        from pipeline.datasets.shapes import generate as generate_shapes
+
+        shapes = typed(cfg.data, ShapesConfig, "data")
+        if shapes.size < 16:
+            raise UsageError(f"data.size={shapes.size}: frames must be at least 16x16")
+        if not 0.0 <= shapes.test_fraction < 1.0:
+            raise UsageError(f"data.test_fraction={shapes.test_fraction}: must be in [0, 1)")
+        n_test = int(round(synth.num_videos * shapes.test_fraction))
+        n_train = synth.num_videos - n_test
+
+        def both_shapes() -> Iterator[Video]:
+            for split, n in (("train", n_train), ("test", n_test)):
+                yield from generate_shapes(
+                    n, synth.length, split=split, seed=synth.seed, size=shapes.size
+                )
+
+        return synth.num_videos, both_shapes()
     if name == "npy":
         from pipeline.datasets.moving_mnist import iter_npy_sequences
 

@@ -1,0 +1,645 @@
+"""MoCoGAN: decomposing motion and content for video generation (Tulyakov et al., CVPR 2018).
+
+A video of T frames comes from one latent path through image space:
+
+    z_C ~ N(0, I_{dim_content})                  content: drawn once, fixed over the whole clip
+    z_A = one-hot(a), a ~ U{0..K-1}              category (action), optional (K = num_categories)
+    ε(t) ~ N(0, I_{dim_noise})                   fresh noise every step t = 1..T
+    h(t) = GRUCell(ε(t), h(t-1)),  h(0) = 0      the motion network R_M
+    z_M(t) = h(t)                                motion code of frame t
+    x(t) = G_I([z_C, z_A, z_M(t)])               one image generator for every frame
+
+So the content of a clip is one point and its motion a trajectory; holding z_C and redrawing
+ε(1..T) gives the same content with another motion, and the reverse. (The official code also
+draws h(0) ~ N(0, I); with fresh noise in every step that adds little and would make "the
+motion" two tensors, so h(0) is zero here and ε(1..T) is the whole motion randomness.)
+
+`image_only=True` is the paper's baseline without motion modelling: z_M(t) = ε(t), i.i.d. per
+frame with no recurrence, so frames are generated independently given the content.
+
+Two discriminators, trained with the non-saturating GAN loss (Goodfellow et al., 2014):
+
+    D_I   patch-based 2-D conv net on single frames: one random frame of each video;
+    D_V   patch-based 3-D conv net on clips: a random run of T' consecutive frames of each video,
+          with a category head (logits over K) on its pooled features when K > 0: the
+          auxiliary classifier on real clips with their labels and on generated clips with
+          their sampled categories (AC-GAN), and the paper's InfoGAN term Q(a | x) on
+          generated clips, which needs no labels (`infogan` > 0, `category_weight` = 0).
+
+    L_DI = -E log D_I(x) - E log(1 - D_I(G(z)))                          (frames)
+    L_DV = -E log D_V(v) - E log(1 - D_V(G(z))) + λ_c CE(Q(v), y) + λ_i CE(Q(G(z)), a)
+    L_G  = -E log D_I(G(z)) - E log D_V(G(z)) + (λ_c + λ_i) CE(Q(G(z)), a)
+
+with D(·) = σ(logit) averaged over patches, y the true label of a real clip v, a the sampled
+category. Instance noise (Sønderby et al., 2016): N(0, σ²) is added to every discriminator
+input, real and fake; σ falls linearly from `instance_noise` to 0 over `noise_anneal_steps`.
+
+Frames are in [-1, 1] inside (tanh output, the DCGAN convention); every public entry point
+takes and returns frames in [0, 1], the trainer's convention. Shapes: B videos, T frames,
+(C, H, W) a frame, S = frame_size; clips are (B, T, C, H, W) like everywhere in framecast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.task import TrainingTask, UpdateFn
+
+
+@dataclass
+class MoCoGANConfig:
+    """Options of the family; the fields are the keys of configs/model/mocogan.yaml."""
+
+    name: str = "mocogan"  # registry key (models.TASKS)
+    frame_size: int = 64  # S = H = W of a frame: a power of two >= 16 (64; 128 as an option)
+    channels: int = 3  # C: 3 for RGB, 1 for Moving MNIST
+    length: int = 16  # T: frames of a training clip (sampling takes any length)
+    dim_content: int = 50  # z_C: content code, fixed over a clip
+    dim_motion: int = 10  # z_M(t): motion code, the GRU's state
+    dim_noise: int = 10  # ε(t): per-step noise fed to the GRU
+    num_categories: int = 0  # K: one-hot category code z_A and D_V's classifier; 0 = none
+    gen_channels: int = 64  # channels of G_I's last hidden layer (x2 per coarser level, max x8)
+    disc_channels: int = 64  # channels of D_I's and D_V's first layer (x2 per level, max x8)
+    video_disc_frames: int = 0  # T': frames per clip shown to D_V (0 = length)
+    image_batch: int = 0  # frames shown to D_I per step, one per video (0 = batch size)
+    lr: float = 2e-4  # Adam learning rate of all three optimisers
+    beta1: float = 0.5  # Adam β1
+    beta2: float = 0.999  # Adam β2
+    instance_noise: float = 0.1  # σ of the Gaussian noise on discriminator inputs at step 0
+    noise_anneal_steps: int = 10000  # steps over which σ falls linearly to 0 (0 = constant σ)
+    infogan: float = 0.0  # λ_i: InfoGAN term CE(Q(G(z)), a) for G and D_V (0 = off)
+    category_weight: float = 1.0  # λ_c: category cross-entropy (real: labels; fake: sampled a)
+    image_only: bool = False  # ablation: z_M(t) = ε(t) i.i.d., no recurrent motion network
+
+    def __post_init__(self) -> None:
+        size = self.frame_size
+        if size < 16 or size & (size - 1):
+            raise ValueError(f"model.frame_size={size} must be a power of two >= 16")
+        for key in ("channels", "length", "dim_content", "dim_motion", "dim_noise"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"model.{key}={getattr(self, key)} must be at least 1")
+        for key in ("gen_channels", "disc_channels"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"model.{key}={getattr(self, key)} must be at least 1")
+        if self.num_categories < 0 or self.num_categories == 1:
+            raise ValueError(
+                f"model.num_categories={self.num_categories}: use 0 (unconditional) or >= 2"
+            )
+        if not 0 <= self.video_disc_frames <= self.length:
+            raise ValueError(
+                f"model.video_disc_frames={self.video_disc_frames} must be in [0, length="
+                f"{self.length}] (0 = length)"
+            )
+        for key in ("image_batch", "noise_anneal_steps"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"model.{key}={getattr(self, key)} must be >= 0")
+        for key in ("lr", "instance_noise", "infogan", "category_weight"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"model.{key}={getattr(self, key)} must be >= 0")
+        if self.infogan > 0 and self.num_categories == 0:
+            raise ValueError("model.infogan > 0 needs model.num_categories >= 2")
+        if self.num_categories and self.category_weight == 0 and self.infogan == 0:
+            raise ValueError(
+                "model.num_categories > 0 needs a category loss: model.category_weight > 0 "
+                "(labelled data) or model.infogan > 0 (unsupervised categories)"
+            )
+
+    @property
+    def needs_labels(self) -> bool:
+        """Whether training needs the true category of each real video."""
+        return self.num_categories > 0 and self.category_weight > 0
+
+    @property
+    def clip_frames(self) -> int:
+        """T': frames per clip for D_V."""
+        return self.video_disc_frames or self.length
+
+
+def init_weights(module: nn.Module) -> None:
+    """DCGAN initialisation (Radford et al., 2016): conv weights N(0, 0.02), norm scales
+    N(1, 0.02), biases 0."""
+    if isinstance(module, nn.Conv2d | nn.Conv3d | nn.ConvTranspose2d):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d | nn.BatchNorm3d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+def _levels(frame_size: int) -> int:
+    """Doublings between a 4x4 map and an S x S frame: log2(S) - 2."""
+    return int(math.log2(frame_size)) - 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Generator
+
+
+class ImageGenerator(nn.Module):
+    """G_I, DCGAN-style: a latent vector -> one frame in [-1, 1].
+
+        z (N, D) -> 4x4 (transposed conv 4x4, stride 1) -> 8x8 -> ... -> S x S
+    each step a 4x4 transposed conv with stride 2, BatchNorm and ReLU; the last maps to C
+    channels and tanh. Channels: gen_channels at S/2, doubling per coarser level, at most x8
+    (S = 64: 512 @ 4x4, 256 @ 8x8, 128 @ 16x16, 64 @ 32x32, C @ 64x64, the paper's G_I).
+    """
+
+    def __init__(self, dim_in: int, frame_size: int, channels: int, width: int) -> None:
+        super().__init__()
+        levels = _levels(frame_size)  # transposed convs after the first: S = 4 · 2^levels
+
+        def ch(k: int) -> int:  # channels of the map at 4 · 2^k pixels, k = 0 .. levels - 1
+            return width * min(8, 2 ** (levels - 1 - k))
+
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(dim_in, ch(0), 4, 1, 0, bias=False),
+            nn.BatchNorm2d(ch(0)),
+            nn.ReLU(inplace=True),
+        ]
+        for k in range(1, levels):
+            layers += [
+                nn.ConvTranspose2d(ch(k - 1), ch(k), 4, 2, 1, bias=False),
+                nn.BatchNorm2d(ch(k)),
+                nn.ReLU(inplace=True),
+            ]
+        layers += [nn.ConvTranspose2d(ch(levels - 1), channels, 4, 2, 1), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z[:, :, None, None])  # (N, D) -> (N, C, S, S)
+
+
+class Generator(nn.Module):
+    """The video generator: content code, category code, GRU motion codes, and G_I per frame.
+
+    `forward(content, motion_noise, category)` returns frames in [-1, 1] with gradients, for
+    training; `sample(...)` returns videos in [0, 1] and their codes, for users. BatchNorm makes
+    a batch's frames depend on each other in train mode: call `.eval()` before sampling for
+    videos that depend only on their own codes (and the same seed giving the same videos).
+    """
+
+    def __init__(self, cfg: MoCoGANConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        # image_only: no R_M, the per-step noise itself is the motion code.
+        self.recurrent = None if cfg.image_only else nn.GRUCell(cfg.dim_noise, cfg.dim_motion)
+        self.dim_motion_code = cfg.dim_noise if cfg.image_only else cfg.dim_motion
+        dim_in = cfg.dim_content + cfg.num_categories + self.dim_motion_code
+        self.image_generator = ImageGenerator(
+            dim_in, cfg.frame_size, cfg.channels, cfg.gen_channels
+        )
+        self.image_generator.apply(init_weights)
+
+    def motion_codes(self, noise: Tensor) -> Tensor:
+        """z_M(1..T) (n, T, dim_motion) from ε(1..T) (n, T, dim_noise): h(t) = GRU(ε(t), h(t-1))
+        from h(0) = 0; image_only: ε itself."""
+        if self.recurrent is None:
+            return noise
+        h = noise.new_zeros(noise.shape[0], self.cfg.dim_motion)
+        codes = []
+        for t in range(noise.shape[1]):
+            h = self.recurrent(noise[:, t], h)
+            codes.append(h)
+        return torch.stack(codes, dim=1)
+
+    def render(self, content: Tensor, motion: Tensor, category: Tensor | None = None) -> Tensor:
+        """Frames (n, T, C, S, S) in [-1, 1] of codes: content (n, dim_content), motion codes
+        z_M (n, T, dim_motion), category (n,) long (when num_categories > 0)."""
+        n, steps = motion.shape[:2]
+        parts = [content.unsqueeze(1).expand(-1, steps, -1)]  # z_C, the same in every frame
+        if self.cfg.num_categories:
+            if category is None:
+                raise ValueError(f"num_categories={self.cfg.num_categories}: a category is needed")
+            one_hot = F.one_hot(category, self.cfg.num_categories).to(motion.dtype)
+            parts.append(one_hot.unsqueeze(1).expand(-1, steps, -1))  # z_A
+        parts.append(motion)  # z_M(t)
+        z = torch.cat(parts, dim=-1).to(motion.dtype)  # (n, T, D)
+        return self.image_generator(z.flatten(0, 1)).unflatten(0, (n, steps))
+
+    def forward(
+        self, content: Tensor, motion_noise: Tensor, category: Tensor | None = None
+    ) -> Tensor:
+        """Frames (n, T, C, S, S) in [-1, 1] from z_C, ε(1..T) and (optionally) categories."""
+        return self.render(content, self.motion_codes(motion_noise), category)
+
+    def draw_codes(
+        self,
+        n: int,
+        length: int,
+        *,
+        device: torch.device | str | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Tensor]:
+        """Random codes of n videos: "content" (n, dim_content), "motion_noise" ε (n, length,
+        dim_noise) and, when num_categories > 0, "category" (n,) uniform.
+
+        Drawn in that order (content, category, noise), so overriding one code does not change
+        the others; with a `generator` the noise is drawn step by step, so the noise of the first
+        L steps is the same whatever `length` >= L is (longer videos extend shorter ones).
+        """
+        cfg = self.cfg
+        if device is None:
+            device = next(self.parameters()).device
+        content = torch.randn(n, cfg.dim_content, device=device, generator=generator)
+        codes = {"content": content}
+        if cfg.num_categories:
+            codes["category"] = torch.randint(
+                cfg.num_categories, (n,), device=device, generator=generator
+            )
+        if generator is None:  # training: one call
+            noise = torch.randn(n, length, cfg.dim_noise, device=device)
+        else:  # seeded: step by step (CPU randn of a larger tensor is not a prefix-extension)
+            steps = [
+                torch.randn(n, cfg.dim_noise, device=device, generator=generator)
+                for _ in range(length)
+            ]
+            noise = torch.stack(steps, dim=1)
+        codes["motion_noise"] = noise
+        return codes
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        length: int,
+        category: int | Tensor | None = None,
+        seed: int | None = None,
+        content: Tensor | None = None,
+        motion: Tensor | None = None,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """n videos (n, length, C, S, S) in [0, 1] (float32) and their codes.
+
+        category: an int for all, (n,) per video, or None (uniform; num_categories > 0 only).
+        seed: codes from a CPU torch.Generator seeded with it (the same on any device), else
+        from the global RNG. content: z_C, (dim_content,) or (1 | n, dim_content), to fix the
+        content (`fix=content`: one content, n motions). motion: ε(1..length), (length,
+        dim_noise) or (1 | n, length, dim_noise), to fix the motion (`fix=motion`). Codes not
+        given are drawn as in `draw_codes`, so with one seed, giving one code leaves the
+        others as they were.
+
+        codes: "content" (n, dim_content), "motion_noise" (n, length, dim_noise), "motion"
+        z_M (n, length, dim_motion), "category" (n,) when num_categories > 0; on the model's
+        device. Pass codes["content"] or codes["motion_noise"] back to fix them.
+        """
+        cfg = self.cfg
+        if n < 1 or length < 1:
+            raise ValueError(f"need n >= 1 and length >= 1, got {n}, {length}")
+        device = next(self.parameters()).device
+        rng = None if seed is None else torch.Generator().manual_seed(int(seed))
+        codes = self.draw_codes(n, length, device="cpu" if rng else device, generator=rng)
+        codes = {k: v.to(device) for k, v in codes.items()}
+        if content is not None:
+            codes["content"] = _broadcast(content, n, (cfg.dim_content,), "content", device)
+        if motion is not None:
+            shape = (length, cfg.dim_noise)
+            codes["motion_noise"] = _broadcast(motion, n, shape, "motion", device)
+        if category is not None:
+            if not cfg.num_categories:
+                raise ValueError("category given, but this generator has no categories")
+            cat = torch.as_tensor(category, dtype=torch.long, device=device).reshape(-1)
+            if cat.numel() not in (1, n):
+                raise ValueError(f"category: expected 1 or {n} values, got {cat.numel()}")
+            if cat.min() < 0 or cat.max() >= cfg.num_categories:
+                raise ValueError(f"category must be in [0, {cfg.num_categories - 1}]")
+            codes["category"] = cat.expand(n).clone()
+        codes["motion"] = self.motion_codes(codes["motion_noise"])
+        frames = self.render(codes["content"], codes["motion"], codes.get("category"))
+        videos = ((frames.float() + 1.0) / 2.0).clamp_(0.0, 1.0)
+        return videos, codes
+
+
+def _broadcast(
+    value: Tensor, n: int, shape: tuple[int, ...], name: str, device: torch.device
+) -> Tensor:
+    """A code given for one video or for each of n: (*shape) or (1 | n, *shape) -> (n, *shape)."""
+    value = torch.as_tensor(value, dtype=torch.float32, device=device)
+    if tuple(value.shape) == shape:
+        value = value.unsqueeze(0)
+    if tuple(value.shape[1:]) != shape or value.shape[0] not in (1, n):
+        raise ValueError(
+            f"{name}: expected shape {shape} or (1 or {n}, *{shape}), got {tuple(value.shape)}"
+        )
+    return value.expand(n, *shape).clone()
+
+
+# ---------------------------------------------------------------------------------------------
+# Discriminators
+
+
+def _add_noise(x: Tensor, sigma: float) -> Tensor:
+    """Instance noise: x + N(0, σ²)."""
+    return x + sigma * torch.randn_like(x) if sigma > 0 else x
+
+
+class ImageDiscriminator(nn.Module):
+    """D_I: a patch discriminator on single frames (the paper's PatchImageDiscriminator).
+
+        (N, C, S, S) -> S/2 -> ... -> 8x8 (4x4 convs, stride 2, LeakyReLU 0.2, BatchNorm
+        after the first) -> 4x4 conv, stride 2 -> logits (N, 4, 4)
+
+    a 4x4 grid of patch decisions at any S (S = 64: 4 stride-2 layers, the paper's D_I).
+    """
+
+    def __init__(self, frame_size: int, channels: int, width: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [
+            nn.Conv2d(channels, width, 4, 2, 1),
+            nn.LeakyReLU(0.2, inplace=True),
+        ]
+        c = width
+        for k in range(1, _levels(frame_size) - 1):  # down to 8x8
+            c_out = width * min(8, 2**k)
+            layers += [
+                nn.Conv2d(c, c_out, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
+            c = c_out
+        self.trunk = nn.Sequential(*layers)
+        self.head = nn.Conv2d(c, 1, 4, 2, 1)
+        self.apply(init_weights)
+
+    def forward(self, frames: Tensor, noise: float = 0.0) -> Tensor:
+        """frames (N, C, S, S) in [-1, 1] -> patch logits (N, 4, 4)."""
+        return self.head(self.trunk(_add_noise(frames, noise))).squeeze(1)
+
+
+class VideoDiscriminator(nn.Module):
+    """D_V: a patch discriminator on clips, 3-D convolutions, with the category head Q.
+
+        (B, T', C, S, S) -> (B, C, T', S, S) -> 3x4x4 convs, stride (1, 2, 2), padding 1,
+        LeakyReLU 0.2, BatchNorm after the first, down to 8x8 -> patch logits (B, T', 4, 4)
+        and, when K > 0, category logits (B, K) = Linear(mean of the trunk's features).
+
+    Space halves per layer and time keeps its length, so any T' >= 1 works; each patch logit
+    sees 9 frames (4 temporal kernels of 3).
+    """
+
+    def __init__(self, frame_size: int, channels: int, width: int, num_categories: int) -> None:
+        super().__init__()
+        kernel, stride, pad = (3, 4, 4), (1, 2, 2), (1, 1, 1)
+        layers: list[nn.Module] = [
+            nn.Conv3d(channels, width, kernel, stride, pad),
+            nn.LeakyReLU(0.2, inplace=True),
+        ]
+        c = width
+        for k in range(1, _levels(frame_size) - 1):
+            c_out = width * min(8, 2**k)
+            layers += [
+                nn.Conv3d(c, c_out, kernel, stride, pad, bias=False),
+                nn.BatchNorm3d(c_out),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
+            c = c_out
+        self.trunk = nn.Sequential(*layers)
+        self.head = nn.Conv3d(c, 1, kernel, stride, pad)
+        self.categories = nn.Linear(c, num_categories) if num_categories else None
+        self.apply(init_weights)
+
+    def forward(self, clips: Tensor, noise: float = 0.0) -> tuple[Tensor, Tensor | None]:
+        """clips (B, T', C, S, S) in [-1, 1] -> (patch logits (B, T', 4, 4), category
+        logits (B, K) or None)."""
+        h = self.trunk(_add_noise(clips, noise).transpose(1, 2))  # (B, c, T', 8, 8)
+        logits = self.head(h).squeeze(1)
+        categories = None if self.categories is None else self.categories(h.mean(dim=(2, 3, 4)))
+        return logits, categories
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses, sampling for the discriminators, and the training task
+
+
+def discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """-log D(real) - log(1 - D(fake)), D = σ(logit), averaged over samples and patches."""
+    return F.softplus(-real_logits).float().mean() + F.softplus(fake_logits).float().mean()
+
+
+def generator_loss(fake_logits: Tensor) -> Tensor:
+    """Non-saturating generator loss: -log D(fake)."""
+    return F.softplus(-fake_logits).float().mean()
+
+
+def sample_frames(videos: Tensor, count: int) -> Tensor:
+    """D_I's input: `count` frames (count, C, H, W), one random frame from each video
+    (cycling through the batch when count > B)."""
+    batch, steps = videos.shape[:2]
+    which = torch.arange(count, device=videos.device) % batch
+    when = torch.randint(steps, (count,), device=videos.device)
+    return videos[which, when]
+
+
+def sample_clips(videos: Tensor, frames: int) -> Tensor:
+    """D_V's input: from each video a run of `frames` consecutive frames at a random start:
+    (B, frames, C, H, W)."""
+    batch, steps = videos.shape[:2]
+    if frames >= steps:
+        return videos
+    start = torch.randint(steps - frames + 1, (batch, 1), device=videos.device)
+    index = start + torch.arange(frames, device=videos.device)  # (B, frames)
+    return videos[torch.arange(batch, device=videos.device)[:, None], index]
+
+
+@contextlib.contextmanager
+def frozen(*modules: nn.Module) -> Iterator[None]:
+    """Parameters of `modules` do not require grad inside the block (restored after)."""
+    params = [p for m in modules for p in m.parameters()]
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
+
+
+class MoCoGANTask(TrainingTask):
+    """MoCoGAN's training task: three Adam optimisers ("image_disc", "video_disc",
+    "generator") and one step = a D_I update, a D_V update, then a G update, all on one batch
+    of generated videos (the discriminators see it detached).
+
+    Batches: a Tensor (B, T, C, H, W) in [0, 1] (T >= length; the first `length` frames are
+    used), or a dict {"frames": that Tensor, "label": (B,) long category per video}. Labels are
+    required when num_categories > 0 and category_weight > 0 (conditional training on labelled
+    data); the generic trainer's loader delivers frames only today, so that mode needs a
+    loader that also yields the store's per-video "label". Unconditional training and InfoGAN
+    categories (category_weight = 0) need no labels.
+
+    The G update runs the discriminators without their DDP wrappers and with their weights
+    frozen: the generator's gradient flows through them, theirs is neither computed nor
+    all-reduced.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        known = [f.name for f in fields(MoCoGANConfig)]
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise TypeError(
+                f"unknown mocogan option(s): {', '.join(unknown)} (known: {', '.join(known)})"
+            )
+        self.cfg = MoCoGANConfig(**options)
+        cfg = self.cfg
+        self.clip_length = cfg.length
+        self.networks = nn.ModuleDict(
+            {
+                "generator": Generator(cfg),
+                "image_disc": ImageDiscriminator(cfg.frame_size, cfg.channels, cfg.disc_channels),
+                "video_disc": VideoDiscriminator(
+                    cfg.frame_size, cfg.channels, cfg.disc_channels, cfg.num_categories
+                ),
+            }
+        )
+
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        betas = (self.cfg.beta1, self.cfg.beta2)
+        return {
+            name: torch.optim.Adam(self.networks[name].parameters(), lr=self.cfg.lr, betas=betas)
+            for name in ("generator", "image_disc", "video_disc")
+        }
+
+    def noise_sigma(self, step: int) -> float:
+        """Instance noise σ at `step`: instance_noise, falling linearly to 0 over
+        noise_anneal_steps (constant when that is 0)."""
+        cfg = self.cfg
+        if cfg.noise_anneal_steps == 0:
+            return cfg.instance_noise
+        return cfg.instance_noise * max(0.0, 1.0 - step / cfg.noise_anneal_steps)
+
+    def _unpack(self, batch: Tensor | dict[str, Tensor]) -> tuple[Tensor, Tensor | None]:
+        cfg = self.cfg
+        if isinstance(batch, dict):
+            if "frames" not in batch:
+                raise ValueError("a dict batch needs 'frames' (B, T, C, H, W) and 'label' (B,)")
+            frames, labels = batch["frames"], batch.get("label")
+        else:
+            frames, labels = batch, None
+        expected = (cfg.channels, cfg.frame_size, cfg.frame_size)
+        if frames.dim() != 5 or tuple(frames.shape[2:]) != expected:
+            raise ValueError(
+                f"expected frames (B, T, {', '.join(map(str, expected))}) for model.channels="
+                f"{cfg.channels}, model.frame_size={cfg.frame_size}; got {tuple(frames.shape)}"
+            )
+        if frames.shape[1] < cfg.length:
+            raise ValueError(f"clip of {frames.shape[1]} frames, need length = {cfg.length}")
+        if not cfg.needs_labels:
+            return frames[:, : cfg.length], None
+        if labels is None:
+            raise ValueError(
+                f"model.num_categories={cfg.num_categories} with category_weight > 0 trains on "
+                "labelled videos: pass the batch as {'frames': (B, T, C, H, W), 'label': (B,) "
+                "long} (or set model.num_categories=0, or model.category_weight=0 with "
+                "model.infogan > 0 for unsupervised categories)"
+            )
+        labels = torch.as_tensor(labels, device=frames.device).long().reshape(-1)
+        if labels.numel() != frames.shape[0]:
+            raise ValueError(f"{labels.numel()} labels for a batch of {frames.shape[0]} videos")
+        low, high = torch.aminmax(labels)
+        if low < 0 or high >= cfg.num_categories:
+            raise ValueError(
+                f"labels must be in [0, {cfg.num_categories - 1}] for model.num_categories="
+                f"{cfg.num_categories}; got [{int(low)}, {int(high)}]"
+            )
+        return frames[:, : cfg.length], labels
+
+    def training_step(
+        self, batch: Tensor | dict[str, Tensor], step: int, update: UpdateFn
+    ) -> dict[str, float]:
+        """One D_I, one D_V and one G update. Returns "loss" (G's total loss), "d_image",
+        "d_video" (the discriminators' GAN losses), "g_image", "g_video" (G's GAN terms),
+        "instance_noise" (σ), and with categories "category_real" (CE of D_V's classifier on
+        real clips, labelled data) and "category_fake" (CE on generated clips)."""
+        cfg = self.cfg
+        frames, labels = self._unpack(batch)
+        real = frames * 2.0 - 1.0  # [0, 1] -> [-1, 1]
+        n = real.shape[0]
+        sigma = self.noise_sigma(step)
+        image_count = cfg.image_batch or n
+
+        codes = self.unwrap("generator").draw_codes(n, cfg.length, device=real.device)
+        fake = self.networks["generator"](
+            codes["content"], codes["motion_noise"], codes.get("category")
+        )  # (B, T, C, H, W) in [-1, 1], with G's graph
+        # One random frame per video for D_I, a random run of T' frames per video for D_V.
+        fake_frames = sample_frames(fake, image_count)
+        fake_clips = sample_clips(fake, cfg.clip_frames)
+        real_frames = sample_frames(real, image_count)
+        real_clips = sample_clips(real, cfg.clip_frames)
+        zero = real.new_zeros((), dtype=torch.float32)
+
+        # D_I: real frames -> 1, generated frames -> 0.
+        d_image_net = self.networks["image_disc"]
+        d_image = discriminator_loss(
+            d_image_net(real_frames, sigma), d_image_net(fake_frames.detach(), sigma)
+        )
+        update(d_image, "image_disc")
+
+        # D_V: real clips -> 1, generated clips -> 0; its classifier learns the true labels
+        # (λ_c) and, InfoGAN's Q, the categories the generated clips were made from (λ_i).
+        d_video_net = self.networks["video_disc"]
+        real_logits, real_categories = d_video_net(real_clips, sigma)
+        fake_logits, fake_categories = d_video_net(fake_clips.detach(), sigma)
+        d_video = discriminator_loss(real_logits, fake_logits)
+        category_real = zero
+        d_video_total = d_video
+        if labels is not None:
+            category_real = F.cross_entropy(real_categories.float(), labels)
+            d_video_total = d_video_total + cfg.category_weight * category_real
+        if cfg.infogan > 0:
+            info = F.cross_entropy(fake_categories.float(), codes["category"])
+            d_video_total = d_video_total + cfg.infogan * info
+        update(d_video_total, "video_disc")
+
+        # G: make both discriminators say "real", and D_V's classifier say the sampled category.
+        d_image_g, d_video_g = self.unwrap("image_disc"), self.unwrap("video_disc")
+        with frozen(d_image_g, d_video_g):
+            g_image = generator_loss(d_image_g(fake_frames, sigma))
+            fake_logits, fake_categories = d_video_g(fake_clips, sigma)
+            g_video = generator_loss(fake_logits)
+            g_total = g_image + g_video
+            category_fake = zero
+            if cfg.num_categories:
+                category_fake = F.cross_entropy(fake_categories.float(), codes["category"])
+                g_total = g_total + (cfg.category_weight + cfg.infogan) * category_fake
+            update(g_total, "generator")
+
+        names = ["loss", "d_image", "d_video", "g_image", "g_video"]
+        values = [g_total, d_image, d_video, g_image, g_video]
+        if cfg.num_categories:
+            names.append("category_fake")
+            values.append(category_fake)
+        if labels is not None:
+            names.append("category_real")
+            values.append(category_real)
+        logs = dict(zip(names, torch.stack(values).detach().float().tolist()))  # one sync
+        logs["instance_noise"] = sigma
+        return logs
+
+    def inference_model(self) -> Generator:
+        return self.unwrap("generator")
+
+    def config(self) -> dict[str, Any]:
+        return asdict(self.cfg)
+
+
+__all__ = [
+    "Generator",
+    "ImageDiscriminator",
+    "ImageGenerator",
+    "MoCoGANConfig",
+    "MoCoGANTask",
+    "VideoDiscriminator",
+    "discriminator_loss",
+    "frozen",
+    "generator_loss",
+    "sample_clips",
+    "sample_frames",
+]

@@ -1,0 +1,204 @@
+"""The shape-motion dataset: labels match the motions seen in the frames, determinism,
+shape and colour attributes, anti-aliasing, and `framecast synth data=shapes`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.datasets.shapes import (
+    MOTIONS,
+    SHAPES,
+    coverage,
+    generate,
+    shapes_video,
+    trajectory,
+)
+
+LINEAR_ANGLE = {"left_right": 0.0, "up_down": 90.0, "diagonal_down": 45.0, "diagonal_up": 135.0}
+
+
+def coverage_of(frames: np.ndarray, color: list[int], background: list[int]) -> np.ndarray:
+    """Per-pixel share of the shape (T, H, W), recovered from the blended colours."""
+    fg, bg = np.asarray(color, float), np.asarray(background, float)
+    diff = fg - bg
+    return ((frames.astype(float) - bg) @ diff) / (diff @ diff)
+
+
+def centroid_track(frames: np.ndarray, color: list[int], background: list[int]) -> np.ndarray:
+    """The shape's centre (T, 2) as (y, x), the coverage-weighted mean pixel position."""
+    alpha = coverage_of(frames, color, background).clip(0.0, 1.0)
+    ys, xs = np.indices(alpha.shape[1:])
+    total = alpha.sum(axis=(1, 2))
+    return np.stack([(alpha * ys).sum((1, 2)) / total, (alpha * xs).sum((1, 2)) / total], axis=1)
+
+
+def classify_motion(track: np.ndarray) -> str:
+    """The motion category of a centroid track, from its geometry alone.
+
+    Turning: the mean normalised cross product of successive steps, in (x right, y down)
+    coordinates, so positive = clockwise on screen and ~0 on a straight line (a bounce
+    reverses a step, which stays on the line). A straight track's direction is its principal
+    axis (angle in [0, 180), y down).
+    """
+    step = np.diff(track, axis=0)  # (T-1, 2) as (dy, dx)
+    dy, dx = step[:, 0], step[:, 1]
+    norm = np.hypot(dy, dx)
+    moved = (norm[:-1] > 0.5) & (norm[1:] > 0.5)  # a bounce mid-step can leave a frame still
+    cross = (dx[:-1] * dy[1:] - dy[:-1] * dx[1:])[moved] / (norm[:-1] * norm[1:])[moved]
+    turning = float(np.mean(cross))
+    if abs(turning) > 0.05:
+        return "clockwise" if turning > 0 else "counterclockwise"
+    centred = track - track.mean(axis=0)
+    values, vectors = np.linalg.eigh(centred.T @ centred)
+    assert values[0] < 1e-3 * values[1], "a straight motion strays off its line"
+    vy, vx = vectors[:, 1]
+    angle = np.degrees(np.arctan2(vy, vx)) % 180.0
+    distance = {m: min(abs(angle - a), 180 - abs(angle - a)) for m, a in LINEAR_ANGLE.items()}
+    best = min(distance, key=distance.get)
+    assert distance[best] < 3.0, f"track direction {angle:.1f} deg fits no linear motion"
+    return best
+
+
+# ---------------------------------------------------------------- labels match motions
+
+
+def test_generated_labels_match_the_motion_in_the_frames():
+    seen = set()
+    for _, frames, attrs in generate(60, 20, seed=1):
+        track = centroid_track(frames, attrs["color"], attrs["background"])
+        assert classify_motion(track) == attrs["motion"], attrs
+        assert attrs["label"] == MOTIONS.index(attrs["motion"])
+        seen.add(attrs["motion"])
+    assert seen == set(MOTIONS)  # every category was exercised
+
+
+@pytest.mark.parametrize("motion", MOTIONS)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_each_motion_and_shape_renders_its_motion(motion, shape):
+    for k in range(3):
+        rng = np.random.default_rng([7, k])
+        frames, info = shapes_video(rng, 16, motion=motion, shape=shape)
+        assert info["motion"] == motion and info["shape"] == shape
+        track = centroid_track(frames, info["color"], info["background"])
+        assert classify_motion(track) == motion
+        # The rendered centroid is the drawn trajectory, up to the 1/4-pixel sub-sampling grid.
+        np.testing.assert_allclose(track, info["trajectory"], atol=0.15)
+
+
+def test_trajectories_stay_inside_the_frame_and_move():
+    rng = np.random.default_rng(0)
+    for motion in MOTIONS:
+        for _ in range(20):
+            radius = float(rng.uniform(0.08, 0.16)) * 64
+            centres = trajectory(rng, motion, 50, radius, 64)
+            assert centres.min() >= radius + 1.0 - 1e-9
+            assert centres.max() <= 63 - radius - 1.0 + 1e-9
+            speed = np.linalg.norm(np.diff(centres, axis=0), axis=1)
+            assert speed.max() <= 0.07 * 64 + 1e-9
+            assert np.median(speed) > 0.03 * 64  # moving, not standing still
+
+
+# ---------------------------------------------------------------- determinism
+
+
+def test_generate_is_deterministic_by_seed_split_and_index():
+    a = list(generate(5, 8, seed=3))
+    b = list(generate(5, 8, seed=3))
+    for (ia, fa, aa), (ib, fb, ab) in zip(a, b):
+        assert ia == ib and aa == ab and np.array_equal(fa, fb)
+    # video i does not depend on where generation starts
+    tail = list(generate(5, 8, seed=3, start=2))
+    assert [v[0] for v in tail] == [v[0] for v in a[2:]]
+    assert all(np.array_equal(x[1], y[1]) for x, y in zip(tail, a[2:]))
+    # another seed or split gives other videos
+    other = next(iter(generate(1, 8, seed=4)))
+    test = next(iter(generate(1, 8, seed=3, split="test")))
+    assert not np.array_equal(other[1], a[0][1]) and not np.array_equal(test[1], a[0][1])
+    assert test[0] == "shapes-test-000000" and a[0][0] == "shapes-train-000000"
+
+
+def test_attrs_are_json_and_complete():
+    video_id, frames, attrs = next(iter(generate(1, 6, seed=2, size=32)))
+    assert frames.shape == (6, 32, 32, 3) and frames.dtype == np.uint8
+    assert json.loads(json.dumps(attrs)) == attrs
+    expected = {"source", "split", "num_frames", "fps", "label", "motion", "shape", "color"}
+    assert expected | {"seed", "index"} <= set(attrs)
+    assert attrs["source"] == "shapes" and attrs["fps"] == 10 and attrs["num_frames"] == 6
+    assert isinstance(attrs["label"], int) and attrs["shape"] in SHAPES
+    assert (attrs["seed"], attrs["index"], attrs["split"]) == (2, 0, "train")
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="split"):
+        generate(1, 4, split="val")
+    with pytest.raises(ValueError, match="length"):
+        generate(1, 0)
+    with pytest.raises(ValueError, match="motion"):
+        shapes_video(np.random.default_rng(0), 4, motion="zigzag")
+
+
+# ---------------------------------------------------------------- shape, colour, anti-aliasing
+
+
+def test_shape_colour_and_background_attrs_match_the_pixels():
+    for _, frames, attrs in generate(24, 3, seed=5):
+        color, background = attrs["color"], attrs["background"]
+        assert np.linalg.norm(np.subtract(color, background)) >= 120  # always visible
+        corners = frames[:, [0, 0, -1, -1], [0, -1, 0, -1]]  # the shape never reaches them
+        assert (corners == background).all()
+        # the shape's colour, exactly, inside it
+        assert (frames[0] == color).all(axis=-1).sum() > 0.5 * np.pi * attrs["radius"] ** 2
+        # the covered area tells a circle (pi r^2) from a square (4 r^2)
+        area = coverage_of(frames[0], color, background).sum()
+        r = attrs["radius"]
+        expected = np.pi * r * r if attrs["shape"] == "circle" else 4 * r * r
+        assert area == pytest.approx(expected, rel=0.03)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_edges_are_anti_aliased(shape):
+    rng = np.random.default_rng(11)
+    frames, info = shapes_video(rng, 4, shape=shape)
+    alpha = coverage_of(frames, info["color"], info["background"])
+    partial = (alpha > 0.05) & (alpha < 0.95)  # edge pixels between the two colours
+    assert partial.sum(axis=(1, 2)).min() >= 8
+    assert len(np.unique(np.round(alpha[partial], 2))) >= 4  # graded, not one blend level
+    # a pixel's coverage is the share of its 4x4 sub-pixels inside: multiples of 1/16
+    exact = coverage(shape, np.asarray(info["trajectory"]), info["radius"], 64)
+    if shape == "circle":
+        np.testing.assert_allclose(exact * 16, np.round(exact * 16), atol=1e-4)
+    assert np.abs(alpha - exact).max() < 0.02  # uint8 rounding only
+
+
+# ---------------------------------------------------------------- framecast synth data=shapes
+
+
+def test_synth_writes_a_labelled_shapes_store(tmp_path: Path):
+    from pipeline.cli import main
+    from pipeline.store import FrameStore
+
+    store = tmp_path / "shapes.zarr"
+    args = [
+        "synth",
+        "data=shapes",
+        f"store={store}",
+        "synth.num_videos=6",
+        "synth.length=5",
+        "data.size=32",
+        "data.test_fraction=0.5",
+    ]
+    assert main(args) == 0
+    s = FrameStore.open(str(store))
+    assert len(s) == 6
+    splits = sorted(s.attrs(v)["split"] for v in s.video_ids())
+    assert splits == ["test"] * 3 + ["train"] * 3
+    video_id = "shapes-train-000001"
+    _, frames, attrs = list(generate(2, 5, seed=0, size=32))[1]
+    assert np.array_equal(s.frames(video_id), frames)
+    assert s.attrs(video_id)["label"] == attrs["label"]
+    assert s.attrs(video_id)["motion"] == attrs["motion"]
+    assert main([*args[:-1], "data.test_fraction=1.5"]) == 2  # a usage error, one line
