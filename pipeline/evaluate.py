@@ -96,8 +96,8 @@ def run(cfg: DictConfig) -> dict:
     task = checkpoint.restore_task(ckpt, device)
     model = task.inference_model().eval()
     mcfg = ckpt["model_config"]
-    context = ev.context or int(mcfg.get("context", 10))
-    horizon = ev.horizon or int(mcfg.get("horizon", 10))
+    context = int(mcfg.get("context", 10)) if ev.context is None else ev.context
+    horizon = int(mcfg.get("horizon", 10)) if ev.horizon is None else ev.horizon
     if context < 1 or horizon < 1:
         raise UsageError("evaluate.context and evaluate.horizon must be >= 1")
     length = context + horizon

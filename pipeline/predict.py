@@ -72,8 +72,8 @@ def run(cfg: DictConfig) -> dict:
     model = checkpoint.restore_task(ckpt, device).inference_model().eval()
     mcfg = ckpt["model_config"]
     size, channels = int(mcfg.get("frame_size", 64)), int(mcfg.get("channels", 1))
-    context = p.context or int(mcfg.get("context", 10))
-    horizon = p.horizon or int(mcfg.get("horizon", 10))
+    context = int(mcfg.get("context", 10)) if p.context is None else p.context
+    horizon = int(mcfg.get("horizon", 10)) if p.horizon is None else p.horizon
     if context < 1 or horizon < 1:
         raise UsageError("predict.context and predict.horizon must be >= 1")
     frames, fps, source = _observed_frames(cfg, p, size, channels, context + horizon)
