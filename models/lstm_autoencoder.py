@@ -97,14 +97,20 @@ class ConvLSTMCell(nn.Module):
     """One ConvLSTM layer (Shi et al., 2015): the LSTM's matrix products become convolutions.
 
         [i, f, o, g] = W ∗ [x_t, h_{t-1}] + b        one k×k convolution with 4·Ch outputs
+                     = (W_x ∗ x_t + b) + W_h ∗ h_{t-1}
         c_t = σ(f) ⊙ c_{t-1} + σ(i) ⊙ tanh(g)
         h_t = σ(o) ⊙ tanh(c_t)
 
-    (without Shi's peephole terms, like nn.LSTM.)
+    (without Shi's peephole terms, like nn.LSTM.) The convolution is linear, so it splits into
+    an input part and a recurrent part (W = [W_x, W_h] along input channels, one parameter):
+    `input_gates` computes W_x ∗ x_t + b for every step of a known input sequence in one batched
+    convolution, and the sequential loop runs only `recurrent` (W_h ∗ h_{t-1} and the gates),
+    as cuDNN does for nn.LSTM.
     """
 
     def __init__(self, in_channels: int, hidden_channels: int, kernel: int) -> None:
         super().__init__()
+        self.in_channels = in_channels
         self.gates = nn.Conv2d(
             in_channels + hidden_channels, 4 * hidden_channels, kernel, padding=kernel // 2
         )
@@ -113,12 +119,24 @@ class ConvLSTMCell(nn.Module):
         with torch.no_grad():
             self.gates.bias[hidden_channels : 2 * hidden_channels].fill_(1.0)
 
-    def forward(self, x: Tensor, state: LSTMState) -> LSTMState:
-        h, c = state  # (B, Ch, h, w) each; x (B, Cin, h, w)
-        i, f, o, g = self.gates(torch.cat([x, h], dim=1)).chunk(4, dim=1)
+    def input_gates(self, x: Tensor) -> Tensor:
+        """W_x ∗ x + b for a batch of inputs x (N, Cin, h, w) -> (N, 4·Ch, h, w)."""
+        weight = self.gates.weight[:, : self.in_channels]
+        return F.conv2d(x, weight, self.gates.bias, padding=self.gates.padding)
+
+    def recurrent(self, input_gates: Tensor, state: LSTMState) -> LSTMState:
+        """One step from precomputed W_x ∗ x_t + b (B, 4·Ch, h, w) and (h_{t-1}, c_{t-1})."""
+        h, c = state
+        weight = self.gates.weight[:, self.in_channels :]
+        gates = input_gates + F.conv2d(h, weight, padding=self.gates.padding)
+        i, f, o, g = gates.chunk(4, dim=1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
         return h, c
+
+    def forward(self, x: Tensor, state: LSTMState) -> LSTMState:
+        """One step: x (B, Cin, h, w), state (h, c) each (B, Ch, h, w)."""
+        return self.recurrent(self.input_gates(x), state)
 
 
 class ConvLSTM(nn.Module):
@@ -126,6 +144,10 @@ class ConvLSTM(nn.Module):
 
     forward(x (B, T, Cin, h, w), state=None) -> (top-layer outputs (B, T, Ch, h, w), (h_n, c_n))
     with h_n, c_n (layers, B, Ch, h, w); a missing state is zero, as in nn.LSTM.
+
+    Layer by layer, like cuDNN: a layer's whole input sequence is known once the layer below has
+    run, so its input convolution is one batched call over all T steps and only the recurrent
+    part is sequential.
     """
 
     def __init__(self, in_channels: int, hidden_channels: int, kernel: int, layers: int) -> None:
@@ -141,15 +163,18 @@ class ConvLSTM(nn.Module):
         if state is None:
             zeros = x.new_zeros(len(self.cells), batch, self.hidden_channels, height, width)
             state = (zeros, zeros)
-        h, c = list(state[0].unbind(0)), list(state[1].unbind(0))
-        outputs = []
-        for t in range(steps):
-            layer_input = x[:, t]
-            for layer, cell in enumerate(self.cells):
-                h[layer], c[layer] = cell(layer_input, (h[layer], c[layer]))
-                layer_input = h[layer]
-            outputs.append(layer_input)
-        return torch.stack(outputs, dim=1), (torch.stack(h), torch.stack(c))
+        h_n, c_n = [], []
+        layer_input = x  # (B, T, C, h, w)
+        for cell, h, c in zip(self.cells, state[0], state[1]):
+            input_gates = time_distributed(cell.input_gates, layer_input)  # (B, T, 4·Ch, h, w)
+            outputs = []
+            for t in range(steps):
+                h, c = cell.recurrent(input_gates[:, t], (h, c))
+                outputs.append(h)
+            layer_input = torch.stack(outputs, dim=1)
+            h_n.append(h)
+            c_n.append(c)
+        return layer_input, (torch.stack(h_n), torch.stack(c_n))
 
 
 class TemporalAttention(nn.Module):
@@ -497,10 +522,14 @@ class LSTMAutoencoderTask(TrainingTask):
         self.networks = nn.ModuleDict({"model": CompositeLSTM(self.cfg)})
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        params = self.networks["model"].parameters()
-        return {
-            "model": torch.optim.Adam(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
-        }
+        params = list(self.networks["model"].parameters())
+        # The fused Adam kernel (one launch for all parameters on CUDA; ~4x faster than the
+        # default per-tensor loop on CPU) where every parameter is a float on CPU or CUDA.
+        fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+        adam = torch.optim.Adam(
+            params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay, fused=fused or None
+        )
+        return {"model": adam}
 
     def sampling_prob(self, step: int) -> float:
         """Scheduled sampling: 0 at step 0, rising linearly to cfg.scheduled_sampling."""

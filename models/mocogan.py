@@ -489,6 +489,8 @@ class MoCoGANTask(TrainingTask):
         self.cfg = MoCoGANConfig(**options)
         cfg = self.cfg
         self.clip_length = cfg.length
+        self.needs_labels = cfg.needs_labels
+        self.num_categories = cfg.num_categories
         self.networks = nn.ModuleDict(
             {
                 "generator": Generator(cfg),

@@ -31,6 +31,11 @@ class TrainingTask:
     networks: nn.ModuleDict
     # Frames per training clip; the loader cuts clips of this length from the store.
     clip_length: int = 20
+    # Whether `training_step` needs each clip's category: then `batch` is a dict
+    # {"frames": (B, T, C, H, W), "label": (B,) long}, labels indexing `categories` below.
+    needs_labels: bool = False
+    # How many categories the task was built for (0: none); the trainer checks the data has them.
+    num_categories: int = 0
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Optimisers by name; the names are the ones `training_step` passes to `update`."""

@@ -51,6 +51,26 @@ def select_videos(
     return out
 
 
+Batch = torch.Tensor | dict[str, torch.Tensor]
+
+
+def video_labels(store: FrameStore, video_ids: list[str]) -> tuple[list[Any], np.ndarray]:
+    """(categories, per-video index into them) from the videos' "label" attributes."""
+    raw = []
+    for vid in video_ids:
+        label = store.attrs(vid).get("label")
+        if label is None:
+            raise ValueError(f"video {vid} of {store.url} has no 'label' attribute")
+        raw.append(label)
+    if all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in raw):
+        # integer labels are already category indices (shapes' motions, action ids)
+        return list(range(max(raw) + 1)), np.array(raw, dtype=np.int64)
+    categories = sorted({str(x) for x in raw})  # names (e.g. folder names): sorted
+    pos = {c: i for i, c in enumerate(categories)}
+    index = np.array([pos[str(x)] for x in raw], dtype=np.int64)
+    return categories, index
+
+
 @dataclass(frozen=True)
 class _Block:
     video: int  # index into ClipDataset.video_ids
@@ -64,6 +84,8 @@ class ClipDataset(IterableDataset):
 
     `cache="auto"` loads the selected videos into memory when they fit in `cache_bytes`.
     `epochs=None` repeats forever (training); an integer stops after that many passes.
+    `labels=True` yields {"frames": clips, "label": (B,) int64} instead, the label being the
+    index of the video's "label" attribute in `categories` (sorted distinct labels).
     `skip_batches=n` starts where a run that already consumed n batches left off (resume): exact
     in cached mode, and in streaming mode without DataLoader workers.
     """
@@ -88,6 +110,7 @@ class ClipDataset(IterableDataset):
         buffer_blocks: int = 16,
         read_threads: int = 4,
         skip_batches: int = 0,
+        labels: bool = False,
         storage_options: dict[str, Any] | None = None,
     ) -> None:
         if clip_length < 1 or batch_size < 1 or stride < 1:
@@ -131,6 +154,10 @@ class ClipDataset(IterableDataset):
         self.cached = (total_bytes <= cache_bytes) if cache == "auto" else bool(cache)
         self._data: np.ndarray | None = None
         self._offsets: np.ndarray | None = None
+        self.categories: list[Any] = []
+        self.label_index: np.ndarray | None = None
+        if labels:
+            self.categories, self.label_index = video_labels(s, self.video_ids)
 
     # A store handle is per process: DataLoader workers reopen it instead of unpickling one.
     @property
@@ -189,7 +216,7 @@ class ClipDataset(IterableDataset):
         self._data, self._offsets = data, offsets[:-1]
 
     # ------------------------------------------------------------------ iteration
-    def __iter__(self) -> Iterator[torch.Tensor]:
+    def __iter__(self) -> Iterator[Batch]:
         info = get_worker_info()
         worker, num_workers = (0, 1) if info is None else (info.id, info.num_workers)
         per_epoch = max(len(self), 1)
@@ -213,34 +240,35 @@ class ClipDataset(IterableDataset):
 
     def _epoch_cached(
         self, rng: np.random.Generator, skip: int, offset: int, step: int
-    ) -> Iterator[torch.Tensor]:
+    ) -> Iterator[Batch]:
         """Batches skip+offset, skip+offset+step, ... of the epoch drawn from `rng`."""
         self._load_cache()
         assert self._data is not None and self._offsets is not None
-        starts = np.concatenate(
-            [
-                o + np.arange(0, n - self.clip_length + 1, self.stride)
-                for o, n in zip(self._offsets, self.lengths)
-            ]
-        )
+        per_video = [
+            o + np.arange(0, n - self.clip_length + 1, self.stride)
+            for o, n in zip(self._offsets, self.lengths)
+        ]
+        starts = np.concatenate(per_video)
+        videos = np.concatenate([np.full(len(p), i) for i, p in enumerate(per_video)])
         if self.shuffle:
-            starts = starts[rng.permutation(len(starts))]
+            order = rng.permutation(len(starts))
+            starts, videos = starts[order], videos[order]
         idx = np.arange(self.clip_length)
         nb = (
             len(starts) // self.batch_size if self.drop_last else -(-len(starts) // self.batch_size)
         )
         for b in range(skip + offset, nb, step):
-            sel = starts[b * self.batch_size : (b + 1) * self.batch_size]
-            yield torch.from_numpy(self._data[sel[:, None] + idx])
+            sel = slice(b * self.batch_size, (b + 1) * self.batch_size)
+            yield self._emit(self._data[starts[sel, None] + idx], videos[sel])
 
     def _epoch_streaming(
         self, rng: np.random.Generator, worker: int, num_workers: int
-    ) -> Iterator[torch.Tensor]:
+    ) -> Iterator[Batch]:
         blocks = self._blocks()
         order = rng.permutation(len(blocks)) if self.shuffle else np.arange(len(blocks))
         mine = [blocks[i] for i in order[worker::num_workers]]
         idx = np.arange(self.clip_length)
-        carry: np.ndarray | None = None
+        carry: tuple[np.ndarray, np.ndarray] | None = None
         groups = [mine[i : i + self.buffer_blocks] for i in range(0, len(mine), self.buffer_blocks)]
         with (
             ThreadPoolExecutor(max(1, self.read_threads)) as readers,
@@ -257,21 +285,31 @@ class ClipDataset(IterableDataset):
                 reads = future.result()
                 if gi + 1 < len(groups):
                     future = prefetcher.submit(read_group, groups[gi + 1])
-                clips = [
-                    frames[(np.arange(*blk.clip_starts) - blk.start)[:, None] + idx]
-                    for blk, frames in zip(group, reads)
-                ]
+                clips, videos = [], []
+                for blk, frames in zip(group, reads):
+                    starts = np.arange(*blk.clip_starts) - blk.start
+                    clips.append(frames[starts[:, None] + idx])  # (n, L, H, W, C)
+                    videos.append(np.full(len(starts), blk.video))
                 if carry is not None:
-                    clips.insert(0, carry)
-                pooled = np.concatenate(clips)  # (n, L, H, W, C)
+                    clips.insert(0, carry[0])
+                    videos.insert(0, carry[1])
+                pooled, pooled_videos = np.concatenate(clips), np.concatenate(videos)
                 if self.shuffle:
-                    pooled = pooled[rng.permutation(len(pooled))]
+                    order = rng.permutation(len(pooled))
+                    pooled, pooled_videos = pooled[order], pooled_videos[order]
                 n_full = (len(pooled) // self.batch_size) * self.batch_size
                 for b in range(0, n_full, self.batch_size):
-                    yield torch.from_numpy(pooled[b : b + self.batch_size])
-                carry = pooled[n_full:] if n_full < len(pooled) else None
+                    sel = slice(b, b + self.batch_size)
+                    yield self._emit(pooled[sel], pooled_videos[sel])
+                carry = (pooled[n_full:], pooled_videos[n_full:]) if n_full < len(pooled) else None
         if carry is not None and not self.drop_last:
-            yield torch.from_numpy(carry)
+            yield self._emit(*carry)
+
+    def _emit(self, clips: np.ndarray, videos: np.ndarray) -> Batch:
+        frames = torch.from_numpy(np.ascontiguousarray(clips))
+        if self.label_index is None:
+            return frames
+        return {"frames": frames, "label": torch.from_numpy(self.label_index[videos])}
 
 
 def to_model_input(batch: torch.Tensor, device: torch.device | str) -> torch.Tensor:

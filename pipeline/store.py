@@ -30,7 +30,6 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -314,22 +313,30 @@ class FrameStore:
 
     def _commit(self, entry: VideoEntry) -> None:
         self._put_json(f"catalog/{entry.video_id}@{entry.gen}.json", entry.to_json())
+        old = self._entries.get(entry.video_id)
         self._entries = dict(sorted({**self._entries, entry.video_id: entry}.items()))
-        # Older generations of this video (a replaced source, or a crashed attempt) are garbage
-        # now that the new marker is in place.
-        for name in self._list("catalog"):
-            base = name.rsplit("/", 1)[-1]
-            if (
-                base.startswith(f"{entry.video_id}@")
-                and base != f"{entry.video_id}@{entry.gen}.json"
-            ):
-                self.fs.rm_file(name)
-        # So are the arrays of every other generation: the replaced one and any attempt that
-        # died before its commit (one writer per video id, so none of them is being written).
-        for name in self._list(f"videos/{entry.video_id}"):
+        # The replaced generation is garbage now that the new marker is in place (readers take
+        # the newest marker of an id, so a marker this process has not seen does no harm).
+        if old is not None and old.gen != entry.gen:
+            try:
+                self.fs.rm_file(self._key(f"catalog/{old.video_id}@{old.gen}.json"))
+            except FileNotFoundError:
+                pass
+        self.remove_orphans(entry.video_id, keep=entry.gen)
+
+    def remove_orphans(self, video_id: str, keep: str | None = None) -> int:
+        """Delete the array generations of `video_id` other than `keep` (default: the committed
+        one): attempts that died before their commit and replaced versions. Only call it while
+        no writer of this video is running. Returns how many generations were removed."""
+        if keep is None:
+            keep = self._entries[video_id].gen if video_id in self._entries else None
+        removed = 0
+        for name in self._list(f"videos/{video_id}"):
             gen = name.rstrip("/").rsplit("/", 1)[-1]
-            if gen != entry.gen and gen != "zarr.json":
-                self._remove_tree(f"videos/{entry.video_id}/{gen}")
+            if gen != keep and gen != "zarr.json":
+                self._remove_tree(f"videos/{video_id}/{gen}")
+                removed += 1
+        return removed
 
     def _remove_tree(self, path: str) -> None:
         try:
@@ -520,9 +527,3 @@ def _check_frames(frames: np.ndarray) -> np.ndarray:
 def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
     p = fs.protocol
     return (p,) if isinstance(p, str) else tuple(p)
-
-
-def iter_entries(store: FrameStore, video_ids: Iterable[str] | None = None) -> Iterator[VideoEntry]:
-    """Entries of the given ids (all committed videos when None), in order."""
-    for vid in store.video_ids() if video_ids is None else video_ids:
-        yield store.entry(vid)

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from models.task import TrainingTask
 from pipeline import checkpoint
 from pipeline.config import StageFailed, UsageError, required, to_plain, typed, write_result
 from pipeline.loader import ClipDataset, to_model_input
@@ -57,6 +58,7 @@ class TrainerConfig:
     stride: int = 1
     test_fraction: float = 0.1
     max_failures: int = 2
+    compile: bool = False
 
 
 def _check(t: TrainerConfig) -> None:
@@ -171,6 +173,14 @@ def make_update(optimizers: dict[str, torch.optim.Optimizer], clip_grad_norm: fl
     return update
 
 
+def compile_networks(task: TrainingTask) -> None:
+    """trainer.compile: torch.compile every network of `task` in place (nn.Module.compile), so
+    the modules, their state_dict keys and therefore checkpoints stay what they were. The first
+    step compiles (slow); later steps run the fused kernels. Call before any DDP wrapping."""
+    for net in task.networks.values():
+        net.compile()
+
+
 def _device(t: TrainerConfig, rank: int) -> torch.device:
     if t.device == "cpu" or (t.device == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
@@ -200,6 +210,8 @@ def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, 
         for name, state in ckpt["networks"].items():
             task.networks[name].load_state_dict(state)
         start_step = int(ckpt["step"])
+    if t.compile:
+        compile_networks(task)
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -233,7 +245,13 @@ def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, 
         epochs=None,
         drop_last=True,
         skip_batches=start_step,
+        labels=task.needs_labels,
     )
+    if task.needs_labels and len(dataset.categories) > task.num_categories:
+        raise UsageError(
+            f"store {job['store']} has {len(dataset.categories)} label categories "
+            f"({dataset.categories[:8]}...) but model.num_categories={task.num_categories}"
+        )
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=None,
@@ -241,6 +259,7 @@ def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, 
         persistent_workers=t.loader_workers > 0,
     )
 
+    extra = {"categories": list(dataset.categories)}  # label names, for generate and evaluate
     writer = _Logs(run_dir, start_step) if rank == 0 else None
     samples = 0
     wall0 = time.perf_counter()
@@ -252,7 +271,14 @@ def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, 
         for batch in loader:
             if step >= t.max_steps:
                 break
-            x = to_model_input(batch[rank * per_rank : (rank + 1) * per_rank], device)
+            mine = slice(rank * per_rank, (rank + 1) * per_rank)
+            if isinstance(batch, dict):
+                x: Any = {
+                    "frames": to_model_input(batch["frames"][mine], device),
+                    "label": batch["label"][mine].to(device),
+                }
+            else:
+                x = to_model_input(batch[mine], device)
             for net in task.networks.values():
                 net.train()
             with autocast:
@@ -285,10 +311,15 @@ def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, 
                 if bar is not None:
                     bar.advance(1, loss=loss_value, samples_s=round(rate, 1))
                 if step % t.checkpoint_every == 0 or step == t.max_steps or stop:
-                    checkpoint.save(last, task, optimizers, step, job["config"])
+                    checkpoint.save(last, task, optimizers, step, job["config"], extra)
                     if step % t.checkpoint_every == 0:
                         checkpoint.save(
-                            ckpt_dir / f"step-{step:08d}.pt", task, optimizers, step, job["config"]
+                            ckpt_dir / f"step-{step:08d}.pt",
+                            task,
+                            optimizers,
+                            step,
+                            job["config"],
+                            extra,
                         )
             if stop:
                 break

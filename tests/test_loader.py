@@ -110,3 +110,25 @@ def test_skip_batches_resumes_the_same_sequence(tiny_store: str, cache: bool) ->
             rest = batches(skip, workers=2)
             assert len(rest) == len(full) - skip
             assert all(np.array_equal(a, b) for a, b in zip(rest, full[skip:]))
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_labels_travel_with_their_clips(tmp_path, cache: bool) -> None:
+    store = FrameStore.create(str(tmp_path / "l.zarr"))
+    names = ["walk", "wave", "jump"]
+    for i in range(6):
+        # every frame of video i is filled with i, so a clip tells which video it came from
+        frames = np.full((12, 4, 4, 1), i, np.uint8)
+        store.write_video(f"v{i}", frames, {"source": "x", "label": names[i % 3]})
+    ds = ClipDataset(store, 5, 4, split=None, cache=cache, labels=True, seed=2)
+    assert ds.categories == ["jump", "walk", "wave"]
+    n = 0
+    for batch in ds:
+        video = batch["frames"][:, 0, 0, 0, 0].numpy()
+        want = [ds.categories.index(names[v % 3]) for v in video]
+        assert batch["label"].tolist() == want and batch["label"].dtype == torch.int64
+        n += len(video)
+    assert n == ds.num_clips
+    store.write_video("v9", np.zeros((12, 4, 4, 1), np.uint8), {"source": "x"})
+    with pytest.raises(ValueError, match="v9 .* no 'label'"):
+        ClipDataset(store, 5, 4, split=None, labels=True)
