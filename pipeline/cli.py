@@ -36,7 +36,6 @@ STAGES: dict[str, tuple[str, str]] = {
 
 # stages whose module has not landed yet, and the issue that brings each
 PLANNED = {
-    "ingest": "issue 3",
     "generate": "issue 6",
     "serve": "issue 9",
     "stream": "issue 9",
