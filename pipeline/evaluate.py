@@ -156,13 +156,19 @@ def run(cfg: DictConfig) -> dict:
         **_flatten(model_acc.result()),
         "copy_last": _flatten(copy_acc.result()),
     }
-    _plot_per_step(result, out / "metrics_per_step.png")
-    _sample_grid(grid, context, out)
-    result["files"] = {
-        "plot": str(out / "metrics_per_step.png"),
-        "grid_png": str(out / "samples.png"),
-        "grid_gif": str(out / "samples.gif"),
-    }
+    try:
+        import matplotlib  # noqa: F401 - plots need it; a bare GPU host may not have it
+    except ImportError:
+        result["files"] = {}
+        print("matplotlib is not installed: metrics.json only, no plots", flush=True)
+    else:
+        _plot_per_step(result, out / "metrics_per_step.png")
+        _sample_grid(grid, context, out)
+        result["files"] = {
+            "plot": str(out / "metrics_per_step.png"),
+            "grid_png": str(out / "samples.png"),
+            "grid_gif": str(out / "samples.gif"),
+        }
     write_result(cfg, result, str(out / "metrics.json"))
     from pipeline.progress import summary
 

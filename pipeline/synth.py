@@ -6,8 +6,12 @@ so an interrupted run is finished by running it again.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig
@@ -23,6 +27,7 @@ class SynthConfig:
     length: int = 20
     seed: int = 0
     chunk_frames: int = 32
+    workers: int = 1
 
 
 @dataclass
@@ -47,13 +52,70 @@ class NpyConfig:
 
 
 Video = tuple[str, np.ndarray, dict]
+SHARD_VIDEOS = 250  # videos per unit of work: small enough for smooth progress and balance
 
 
-def _videos(cfg: DictConfig, synth: SynthConfig) -> tuple[int, Iterator[Video]]:
-    name = cfg.data.get("name")
-    if name == "moving_mnist":
+@dataclass(frozen=True)
+class Shard:
+    """Videos start..stop-1 of one split of one generator: an independent unit of work (video
+    i depends only on (seed, split, i)), so shards run in any order, in any process."""
+
+    data: str
+    split: str
+    start: int
+    stop: int
+    length: int
+    seed: int
+    options: tuple[tuple[str, Any], ...] = ()
+
+
+def _iter_shard(shard: Shard) -> Iterator[Video]:
+    opts = dict(shard.options)
+    if shard.data == "moving_mnist":
         from pipeline.datasets.moving_mnist import generate
 
+        return generate(
+            shard.stop, shard.length, split=shard.split, seed=shard.seed, start=shard.start, **opts
+        )
+    if shard.data == "shapes":
+        from pipeline.datasets.shapes import generate as generate_shapes
+
+        return generate_shapes(
+            shard.stop, shard.length, split=shard.split, seed=shard.seed, start=shard.start, **opts
+        )
+    from pipeline.datasets.moving_mnist import iter_npy_sequences
+
+    return iter_npy_sequences(opts["path"])
+
+
+def write_shard(url: str, shard: Shard, chunk_frames: int) -> tuple[int, int, int]:
+    """Write the shard's videos not yet committed; returns (written, skipped, frames)."""
+    store = FrameStore.open(url)
+    written = skipped = frames = 0
+    for video_id, clip, attrs in _iter_shard(shard):
+        if video_id in store:
+            skipped += 1
+            continue
+        store.write_video(video_id, clip, attrs, chunk_frames=chunk_frames)
+        written, frames = written + 1, frames + len(clip)
+    return written, skipped, frames
+
+
+def _split_shards(data: str, n: int, test_fraction: float, synth: SynthConfig, **opts: Any):  # noqa: ANN202
+    n_test = int(round(n * test_fraction))
+    shards = []
+    for split, count in (("train", n - n_test), ("test", n_test)):
+        for start in range(0, count, SHARD_VIDEOS):
+            stop = min(count, start + SHARD_VIDEOS)
+            shards.append(
+                Shard(data, split, start, stop, synth.length, synth.seed, tuple(opts.items()))
+            )
+    return shards
+
+
+def _shards(cfg: DictConfig, synth: SynthConfig) -> list[Shard]:
+    name = cfg.data.get("name")
+    if name == "moving_mnist":
         data = typed(cfg.data, MovingMNISTConfig, "data")
         if not 1 <= data.num_digits <= 3:
             raise UsageError(f"data.num_digits={data.num_digits}: Moving MNIST uses 1 to 3 digits")
@@ -61,44 +123,30 @@ def _videos(cfg: DictConfig, synth: SynthConfig) -> tuple[int, Iterator[Video]]:
             raise UsageError(f"data.test_fraction={data.test_fraction}: must be in [0, 1)")
         if data.mnist_root is not None:
             existing_path(data.mnist_root, "data.mnist_root")
-        n_test = int(round(synth.num_videos * data.test_fraction))
-        n_train = synth.num_videos - n_test
-        common = dict(num_digits=data.num_digits, seed=synth.seed, root=data.mnist_root)
-
-        def both() -> Iterator[Video]:
-            yield from generate(n_train, synth.length, split="train", **common)
-            yield from generate(n_test, synth.length, split="test", **common)
-
-        return synth.num_videos, both()
+        return _split_shards(
+            name,
+            synth.num_videos,
+            data.test_fraction,
+            synth,
+            num_digits=data.num_digits,
+            root=data.mnist_root,
+        )
     if name == "shapes":
-        from pipeline.datasets.shapes import generate as generate_shapes
-
         shapes = typed(cfg.data, ShapesConfig, "data")
         if shapes.size < 16:
             raise UsageError(f"data.size={shapes.size}: frames must be at least 16x16")
         if not 0.0 <= shapes.test_fraction < 1.0:
             raise UsageError(f"data.test_fraction={shapes.test_fraction}: must be in [0, 1)")
-        n_test = int(round(synth.num_videos * shapes.test_fraction))
-        n_train = synth.num_videos - n_test
-
-        def both_shapes() -> Iterator[Video]:
-            for split, n in (("train", n_train), ("test", n_test)):
-                yield from generate_shapes(
-                    n, synth.length, split=split, seed=synth.seed, size=shapes.size
-                )
-
-        return synth.num_videos, both_shapes()
+        return _split_shards(name, synth.num_videos, shapes.test_fraction, synth, size=shapes.size)
     if name == "npy":
-        from pipeline.datasets.moving_mnist import iter_npy_sequences
-
         data = typed(cfg.data, NpyConfig, "data")
         path = existing_path(data.path, "data.path")
         try:
             shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
-            it = iter_npy_sequences(str(path))
-        except (ValueError, OSError) as e:
+            next(iter(_iter_shard(Shard("npy", "", 0, 0, 0, 0, (("path", str(path)),)))))
+        except (ValueError, OSError, StopIteration) as e:
             raise UsageError(f"data.path={data.path}: {e}") from None
-        return int(shape[1]), it
+        return [Shard("npy", "", 0, int(shape[1]), int(shape[0]), 0, (("path", str(path)),))]
     raise UsageError(f"data={name}: synth does not know this dataset")
 
 
@@ -106,19 +154,30 @@ def run(cfg: DictConfig) -> dict:
     synth = typed(cfg.synth, SynthConfig, "synth")
     if synth.num_videos < 1 or synth.length < 1:
         raise UsageError("synth.num_videos and synth.length must be >= 1")
+    if synth.workers < 0:
+        raise UsageError(f"synth.workers={synth.workers}: must be >= 0 (0 = one per CPU)")
     url = str(required(cfg, "store"))
+    shards = _shards(cfg, synth)
     store = FrameStore.create(url)
-    total, videos = _videos(cfg, synth)
+    workers = min(synth.workers or os.cpu_count() or 1, len(shards))
     written = skipped = frames = 0
+    total = sum(s.stop - s.start for s in shards)
     with progress(f"synth {cfg.data.name}", total, "videos") as bar:
-        for video_id, clip, attrs in videos:
-            if video_id in store:
-                skipped += 1
-            else:
-                store.write_video(video_id, clip, attrs, chunk_frames=synth.chunk_frames)
-                written += 1
-                frames += len(clip)
-            bar.advance(1)
+        if workers <= 1:
+            done = (write_shard(url, s, synth.chunk_frames) for s in shards)
+            pool = None
+        else:
+            # Processes, not Ray: synth also runs on bare GPU hosts where Ray is not installed.
+            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            futures = [pool.submit(write_shard, url, s, synth.chunk_frames) for s in shards]
+            done = (f.result() for f in as_completed(futures))
+        try:
+            for w, k, f in done:
+                written, skipped, frames = written + w, skipped + k, frames + f
+                bar.advance(w + k)
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
         seconds = bar.seconds
     store.consolidate()
     result = {
@@ -128,6 +187,7 @@ def run(cfg: DictConfig) -> dict:
         "written": written,
         "skipped": skipped,
         "frames": frames,
+        "workers": workers,
         "seconds": round(seconds, 3),
         "videos_per_s": round(written / max(seconds, 1e-9), 1),
         "summary": store.summary(),

@@ -266,7 +266,7 @@ def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, 
     deadline = None if t.max_minutes is None else wall0 + 60.0 * t.max_minutes
     step = start_step
     loss_value = float("nan")
-    bar_cm = _progress(rank, t.max_steps, start_step)
+    bar_cm = _progress(rank, t.max_steps, start_step, t.max_minutes)
     with bar_cm as bar:
         for batch in loader:
             if step >= t.max_steps:
@@ -384,9 +384,10 @@ class _Logs:
             self.tb.close()
 
 
-def _progress(rank: int, total: int, start: int) -> Any:
+def _progress(rank: int, total: int, start: int, minutes: float | None) -> Any:
     if rank != 0:
         return nullcontext(None)
     from pipeline.progress import progress
 
-    return progress("train", total, "steps", completed=start)
+    limit = None if minutes is None else 60.0 * minutes
+    return progress("train", total, "steps", completed=start, time_limit=limit)

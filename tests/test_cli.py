@@ -109,3 +109,16 @@ def test_user_mistakes_exit_2_with_one_line(tmp_path: Path, args: list[str], nee
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_parallel_synth_writes_the_same_videos(tmp_path: Path) -> None:
+    common = ["synth.num_videos=12", "synth.length=6", "data.test_fraction=0.25"]
+    assert main(["synth", f"store={tmp_path / 'one.zarr'}", *common]) == 0
+    assert main(["synth", f"store={tmp_path / 'two.zarr'}", "synth.workers=2", *common]) == 0
+    one, two = (
+        FrameStore.open(str(tmp_path / "one.zarr")),
+        FrameStore.open(str(tmp_path / "two.zarr")),
+    )
+    assert one.video_ids() == two.video_ids() and len(one) == 12
+    for v in one.video_ids():
+        assert np.array_equal(one.frames(v), two.frames(v)) and one.attrs(v) == two.attrs(v)
