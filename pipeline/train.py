@@ -31,6 +31,7 @@ from omegaconf import DictConfig
 from models.task import TrainingTask
 from pipeline import checkpoint
 from pipeline.config import StageFailed, UsageError, required, to_plain, typed, write_result
+from pipeline.datasets.moving_mnist import MovingMNISTStream
 from pipeline.loader import ClipDataset, to_model_input
 
 
@@ -84,19 +85,26 @@ def _check(t: TrainerConfig) -> None:
 
 
 def run(cfg: DictConfig) -> dict:
-    store = str(required(cfg, "store"))
     run_dir = Path(str(required(cfg, "run_dir")))
     t = typed(cfg.trainer, TrainerConfig, "trainer")
     _check(t)
-    from pipeline.store import FrameStore
+    data = to_plain(cfg.data) if cfg.get("data") is not None else {"name": "store"}
+    if data["name"] == "store":
+        from pipeline.store import FrameStore
 
-    FrameStore.open(store)  # a clear error now rather than inside a worker
+        store = str(required(cfg, "store"))
+        FrameStore.open(store)  # a clear error now rather than inside a worker
+    elif data["name"] == "moving_mnist":
+        store = "moving_mnist (generated on the fly)"
+    else:
+        raise UsageError(f"data={data['name']}: train reads a store (data=store) or moving_mnist")
     model_options = to_plain(cfg.model)
     if t.lr is not None:
         model_options["lr"] = t.lr
     _build(model_options)  # unknown/mistyped model options fail here, as a usage error
     job = {
         "store": store,
+        "data": data,
         "run_dir": str(run_dir),
         "trainer": asdict(t),
         "model": model_options,
@@ -233,20 +241,34 @@ def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, 
     update = make_update(optimizers, t.clip_grad_norm)
 
     per_rank = t.batch_size // world
-    dataset = ClipDataset(
-        job["store"],
-        task.clip_length,
-        t.batch_size,
-        stride=t.stride,
-        split="train",
-        test_fraction=t.test_fraction,
-        cache={"auto": "auto", "true": True, "false": False}[t.cache],
-        seed=t.seed,
-        epochs=None,
-        drop_last=True,
-        skip_batches=start_step,
-        labels=task.needs_labels,
-    )
+    data = job.get("data") or {"name": "store"}
+    if data["name"] == "moving_mnist":
+        # fresh sequences on the fly, the paper's protocol (no fixed training set to overfit)
+        if task.needs_labels:
+            raise UsageError("data=moving_mnist has no labels; train a labelled model on a store")
+        dataset: Any = MovingMNISTStream(
+            task.clip_length,
+            t.batch_size,
+            num_digits=int(data.get("num_digits", 2)),
+            seed=t.seed,
+            root=data.get("mnist_root"),
+            skip_batches=start_step,
+        )
+    else:
+        dataset = ClipDataset(
+            job["store"],
+            task.clip_length,
+            t.batch_size,
+            stride=t.stride,
+            split="train",
+            test_fraction=t.test_fraction,
+            cache={"auto": "auto", "true": True, "false": False}[t.cache],
+            seed=t.seed,
+            epochs=None,
+            drop_last=True,
+            skip_batches=start_step,
+            labels=task.needs_labels,
+        )
     if task.needs_labels and len(dataset.categories) > task.num_categories:
         raise UsageError(
             f"store {job['store']} has {len(dataset.categories)} label categories "

@@ -224,3 +224,22 @@ def test_npy_import_errors(tmp_path) -> None:
     garbage.write_bytes(b"not numpy")
     with pytest.raises(ValueError, match=r"garbage\.npy"):
         iter_npy_sequences(str(garbage))
+
+
+def test_stream_is_fresh_deterministic_and_resumable() -> None:
+    import torch
+    from torch.utils.data import DataLoader
+
+    from pipeline.datasets.moving_mnist import MovingMNISTStream
+
+    def take(n: int, workers: int = 0, skip: int = 0) -> list[np.ndarray]:
+        ds = MovingMNISTStream(6, 3, seed=4, skip_batches=skip)
+        it = iter(DataLoader(ds, batch_size=None, num_workers=workers))
+        return [next(it).numpy() for _ in range(n)]
+
+    a = take(4)
+    assert a[0].shape == (3, 6, 64, 64, 1) and a[0].dtype == np.uint8
+    assert not np.array_equal(a[0], a[1])  # every batch is new
+    assert all(np.array_equal(x, y) for x, y in zip(a, take(4, workers=2)))
+    assert all(np.array_equal(x, y) for x, y in zip(a[2:], take(2, skip=2)))
+    assert isinstance(torch.from_numpy(a[0]), torch.Tensor)

@@ -165,3 +165,20 @@ def test_ray_two_workers_match_one_worker_on_the_concatenated_batch(
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
     assert any(not torch.equal(first["networks"]["model"][k], b[k]) for k in b)  # it trained
     assert losses(tmp_path / "one") == pytest.approx(losses(tmp_path / "two"), rel=1e-4)
+
+
+def test_training_on_fresh_moving_mnist_sequences(tmp_path: Path) -> None:
+    run = tmp_path / "mm"
+    args = [
+        "train",
+        "data=moving_mnist",
+        f"run_dir={run}",
+        "model.hidden=16",
+        "model.context=3",
+        "model.horizon=2",
+        "trainer.batch_size=4",
+        "trainer.max_steps=3",
+    ]
+    assert main(args) == 0
+    result = json.loads((run / "train.json").read_text())
+    assert result["steps"] == 3 and "on the fly" in result["store"]

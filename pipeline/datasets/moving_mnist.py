@@ -25,6 +25,7 @@ import os
 from collections.abc import Iterator
 
 import numpy as np
+import torch
 
 from pipeline.datasets.mnist import load_digits, split_indices
 
@@ -226,3 +227,49 @@ def _iter_npy(path: str, arr: np.ndarray) -> Iterator[tuple[str, np.ndarray, dic
     for i in range(n):
         frames = np.ascontiguousarray(arr[:, i])[..., None]
         yield f"npy-{i:06d}", frames, {"source": path, "index": i, "num_frames": t, "fps": FPS}
+
+
+class MovingMNISTStream(torch.utils.data.IterableDataset):
+    """Endless batches of fresh training sequences, generated on the fly as Srivastava et al.
+    trained (no sequence is seen twice): uint8 (B, length, 64, 64, 1), like `ClipDataset`.
+
+    Batch b is drawn from ``default_rng([seed, 2, b])`` (stream 2: never a stored video's), so
+    the sequence of batches is the same for any number of DataLoader workers, and a resumed run
+    (`skip_batches`) continues it exactly. Digits are the training digits only.
+    """
+
+    def __init__(
+        self,
+        length: int,
+        batch_size: int,
+        *,
+        num_digits: int = 2,
+        seed: int = 0,
+        root: str | None = None,
+        skip_batches: int = 0,
+    ) -> None:
+        self.length, self.batch_size, self.num_digits = length, batch_size, num_digits
+        self.seed, self.root, self.skip_batches = seed, root, skip_batches
+        self.categories: list = []  # no labels: two-digit sequences have no single class
+        self._digits: tuple[np.ndarray, np.ndarray] | None = None  # loaded once per process
+
+    def batch(self, b: int) -> np.ndarray:
+        """Batch number b of the stream: (batch_size, length, 64, 64, 1) uint8."""
+        if self._digits is None:
+            self._digits = load_digits("train", self.root)
+        digits, labels = self._digits
+        rng = np.random.default_rng([self.seed, 2, b])
+        return np.stack(
+            [
+                moving_mnist_video(rng, digits, labels, self.length, self.num_digits)[0]
+                for _ in range(self.batch_size)
+            ]
+        )
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
+        b = self.skip_batches + worker
+        while True:
+            yield torch.from_numpy(self.batch(b))
+            b += workers
