@@ -119,16 +119,22 @@ class ConvLSTMCell(nn.Module):
         with torch.no_grad():
             self.gates.bias[hidden_channels : 2 * hidden_channels].fill_(1.0)
 
-    def input_gates(self, x: Tensor) -> Tensor:
-        """W_x ∗ x + b for a batch of inputs x (N, Cin, h, w) -> (N, 4·Ch, h, w)."""
-        weight = self.gates.weight[:, : self.in_channels]
-        return F.conv2d(x, weight, self.gates.bias, padding=self.gates.padding)
+    def split_weight(self) -> tuple[Tensor, Tensor]:
+        """W = [W_x, W_h] along input channels, each made contiguous: split once per sequence,
+        so every step reuses one W_h and its gradient accumulates in one tensor."""
+        w_x, w_h = self.gates.weight.split(
+            [self.in_channels, self.gates.in_channels - self.in_channels], dim=1
+        )
+        return w_x.contiguous(), w_h.contiguous()
 
-    def recurrent(self, input_gates: Tensor, state: LSTMState) -> LSTMState:
+    def input_gates(self, x: Tensor, w_x: Tensor) -> Tensor:
+        """W_x ∗ x + b for a batch of inputs x (N, Cin, h, w) -> (N, 4·Ch, h, w)."""
+        return F.conv2d(x, w_x, self.gates.bias, padding=self.gates.padding)
+
+    def recurrent(self, input_gates: Tensor, state: LSTMState, w_h: Tensor) -> LSTMState:
         """One step from precomputed W_x ∗ x_t + b (B, 4·Ch, h, w) and (h_{t-1}, c_{t-1})."""
         h, c = state
-        weight = self.gates.weight[:, self.in_channels :]
-        gates = input_gates + F.conv2d(h, weight, padding=self.gates.padding)
+        gates = input_gates + F.conv2d(h, w_h, padding=self.gates.padding)
         i, f, o, g = gates.chunk(4, dim=1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
@@ -136,7 +142,8 @@ class ConvLSTMCell(nn.Module):
 
     def forward(self, x: Tensor, state: LSTMState) -> LSTMState:
         """One step: x (B, Cin, h, w), state (h, c) each (B, Ch, h, w)."""
-        return self.recurrent(self.input_gates(x), state)
+        w_x, w_h = self.split_weight()
+        return self.recurrent(self.input_gates(x, w_x), state, w_h)
 
 
 class ConvLSTM(nn.Module):
@@ -166,10 +173,12 @@ class ConvLSTM(nn.Module):
         h_n, c_n = [], []
         layer_input = x  # (B, T, C, h, w)
         for cell, h, c in zip(self.cells, state[0], state[1]):
-            input_gates = time_distributed(cell.input_gates, layer_input)  # (B, T, 4·Ch, h, w)
+            w_x, w_h = cell.split_weight()
+            flat = layer_input.flatten(0, 1)  # (B·T, C, h, w): W_x ∗ x_t + b for all t at once
+            input_gates = cell.input_gates(flat, w_x).unflatten(0, (batch, steps))
             outputs = []
-            for t in range(steps):
-                h, c = cell.recurrent(input_gates[:, t], (h, c))
+            for step_gates in input_gates.unbind(1):  # unbind: one stack in backward, no copies
+                h, c = cell.recurrent(step_gates, (h, c), w_h)
                 outputs.append(h)
             layer_input = torch.stack(outputs, dim=1)
             h_n.append(h)
