@@ -17,6 +17,8 @@ from models.task import TrainingTask
 TASKS: dict[str, str] = {
     "lstm_autoencoder": "models.lstm_autoencoder:LSTMAutoencoderTask",
     "mocogan": "models.mocogan:MoCoGANTask",
+    "hierarchical": "models.hierarchical:HierarchicalTask",
+    "video_classifier": "models.video_classifier:VideoClassifierTask",
 }
 
 

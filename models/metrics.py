@@ -214,3 +214,151 @@ __all__ = [
     "ssim",
     "video_metrics",
 ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Generator metrics (MoCoGAN, Tulyakov et al. 2018): Fréchet distance of feature statistics
+# (FID / FVD when the features are Inception / I3D ones) and average content distance (ACD).
+
+
+def feature_statistics(feats: Tensor) -> tuple[Tensor, Tensor]:
+    """(mean (D,), covariance (D, D)) in float64 of features (N, D), N >= 2; the covariance is
+    the unbiased one (divided by N - 1), as in FID's reference code."""
+    feats = torch.as_tensor(feats).detach().to("cpu", torch.float64)
+    if feats.dim() != 2 or feats.shape[0] < 2:
+        raise ValueError(f"expected features (N, D) with N >= 2, got {tuple(feats.shape)}")
+    mu = feats.mean(dim=0)
+    centred = feats - mu
+    return mu, centred.T @ centred / (feats.shape[0] - 1)
+
+
+def _sym_sqrt(mat: Tensor) -> Tensor:
+    """The PSD square root of a symmetric matrix (negative eigenvalues from rounding -> 0)."""
+    vals, vecs = torch.linalg.eigh((mat + mat.T) / 2)
+    return (vecs * vals.clamp_min(0).sqrt()) @ vecs.T
+
+
+def frechet_distance(mu1: Tensor, s1: Tensor, mu2: Tensor, s2: Tensor) -> float:
+    """Fréchet (2-Wasserstein) distance between N(mu1, s1) and N(mu2, s2):
+
+        ||mu1 - mu2||² + tr(s1) + tr(s2) - 2 tr((s1 s2)^½)
+
+    computed in float64 without scipy: tr((s1 s2)^½) = Σ √λ over the eigenvalues λ of the
+    symmetric PSD matrix s1^½ s2 s1^½ (it is similar to s1 s2), from two `eigh` calls.
+    """
+
+    def f64(x: Tensor) -> Tensor:
+        return torch.as_tensor(x).detach().to("cpu", torch.float64)
+
+    mu1, s1, mu2, s2 = f64(mu1), f64(s1), f64(mu2), f64(s2)
+    if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (*mu1.shape, *mu1.shape):
+        raise ValueError(
+            f"shapes do not match: mu {tuple(mu1.shape)}, {tuple(mu2.shape)}; "
+            f"covariances {tuple(s1.shape)}, {tuple(s2.shape)}"
+        )
+    root = _sym_sqrt(s1)
+    middle = root @ s2 @ root
+    eig = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0)
+    value = (mu1 - mu2).square().sum() + s1.trace() + s2.trace() - 2 * eig.sqrt().sum()
+    return max(0.0, float(value))
+
+
+def average_content_distance(videos: Tensor) -> float:
+    """ACD, MoCoGAN's content-consistency measure: per video, the mean L2 distance between
+    every pair of its frames' descriptors, averaged over videos (lower: steadier content).
+
+    videos (B, T, C, H, W): the descriptor of a frame is its mean colour (C,), in the frames'
+    own units (the paper's measure for shape motion); or per-frame features (B, T, D), used as
+    they are (e.g. a classifier's per-frame features). T >= 2.
+    """
+    x = torch.as_tensor(videos).detach().float()
+    if x.dim() == 5:
+        x = x.mean(dim=(-2, -1))  # (B, T, C): mean colour per frame
+    if x.dim() != 3 or x.shape[1] < 2:
+        raise ValueError(
+            f"expected videos (B, T, C, H, W) or features (B, T, D) with T >= 2, got "
+            f"{tuple(x.shape)}"
+        )
+    steps = x.shape[1]
+    dist = torch.cdist(x.double(), x.double())  # (B, T, T)
+    pairs = steps * (steps - 1)  # ordered pairs i != j; the diagonal is 0
+    return float((dist.sum(dim=(1, 2)) / pairs).mean())
+
+
+__all__ += ["average_content_distance", "feature_statistics", "frechet_distance"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Keypoint metrics (structure predictors, Villegas et al. 2017): PCK of predicted 2-D poses.
+
+PCK_ALPHA = 0.1  # a joint is correct within alpha x body size (PCK@0.1)
+
+
+def body_size(keypoints: Tensor) -> Tensor:
+    """max(width, height) of the bounding box of each pose's visible joints: (...,) for
+    keypoints (..., K, 2); NaN joints are ignored, a pose without joints gives NaN."""
+    kp = keypoints.float()
+    vis = torch.isfinite(kp).all(dim=-1, keepdim=True)  # (..., K, 1)
+    hi = torch.where(vis, kp, torch.full_like(kp, -float("inf"))).amax(dim=-2)
+    lo = torch.where(vis, kp, torch.full_like(kp, float("inf"))).amin(dim=-2)
+    size = (hi - lo).amax(dim=-1)
+    return torch.where(vis.any(dim=-2).squeeze(-1), size, torch.full_like(size, float("nan")))
+
+
+def pck_counts(pred: Tensor, true: Tensor, alpha: float = PCK_ALPHA) -> tuple[Tensor, Tensor]:
+    """(correct, visible) joint counts per frame, each (B, T), for poses (B, T, K, 2).
+
+    A joint is *visible* when its true position is finite, and *correct* when the predicted
+    one lies within alpha x body_size(true pose) of it (Euclidean distance, pixels); a NaN
+    prediction of a visible joint is wrong. PCK = correct / visible."""
+    if pred.shape != true.shape or pred.dim() != 4 or pred.shape[-1] != 2:
+        raise ValueError(
+            f"expected keypoints (B, T, K, 2) of equal shapes, got {tuple(pred.shape)} and "
+            f"{tuple(true.shape)}"
+        )
+    pred, true = pred.float(), true.float()
+    vis = torch.isfinite(true).all(dim=-1)  # (B, T, K)
+    dist = (pred - true).norm(dim=-1)  # NaN where either is missing
+    threshold = alpha * body_size(true).unsqueeze(-1)  # (B, T, 1)
+    correct = (dist <= threshold) & vis  # NaN compares False
+    return correct.sum(dim=-1).double(), vis.sum(dim=-1).double()
+
+
+def pck(pred: Tensor, true: Tensor, alpha: float = PCK_ALPHA) -> Tensor:
+    """PCK per frame (B, T) in [0, 1] (NaN for a frame without visible joints): see pck_counts."""
+    correct, counted = pck_counts(pred, true, alpha)
+    return correct / counted.where(counted > 0, torch.full_like(counted, float("nan")))
+
+
+class PCKAccumulator:
+    """PCK per future step over many batches: correct joints / visible joints, summed over
+    sequences per step (so every visible joint weighs the same). result() gives
+    {"mean": float, "per_step": [float] * T}."""
+
+    def __init__(self, alpha: float = PCK_ALPHA) -> None:
+        self.alpha = alpha
+        self.correct: Tensor | None = None  # (T,) float64
+        self.counted: Tensor | None = None
+
+    @torch.no_grad()
+    def update(self, pred: Tensor, true: Tensor) -> None:
+        correct, counted = pck_counts(pred, true, self.alpha)
+        correct, counted = correct.sum(0).cpu(), counted.sum(0).cpu()
+        if self.correct is None or self.counted is None:
+            self.correct, self.counted = correct, counted
+            return
+        if self.correct.shape != correct.shape:
+            raise ValueError(
+                f"batch of {len(correct)} steps, earlier batches had {len(self.correct)}"
+            )
+        self.correct, self.counted = self.correct + correct, self.counted + counted
+
+    def result(self) -> dict[str, Any]:
+        if self.correct is None or self.counted is None:
+            raise ValueError("PCKAccumulator.result() before any update()")
+        per_step = self.correct / self.counted.clamp_min(1)
+        mean = float(self.correct.sum() / max(float(self.counted.sum()), 1.0))
+        return {"mean": mean, "per_step": per_step.tolist()}
+
+
+__all__ += ["PCKAccumulator", "PCK_ALPHA", "body_size", "pck", "pck_counts"]

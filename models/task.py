@@ -34,6 +34,9 @@ class TrainingTask:
     # Whether `training_step` needs each clip's category: then `batch` is a dict
     # {"frames": (B, T, C, H, W), "label": (B,) long}, labels indexing `categories` below.
     needs_labels: bool = False
+    # Whether `training_step` needs each clip's per-frame keypoints from the store: then `batch`
+    # is a dict with "keypoints" (B, T, K, 2) float32 (NaN where missing) beside "frames".
+    needs_keypoints: bool = False
     # How many categories the task was built for (0: none); the trainer checks the data has them.
     num_categories: int = 0
 

@@ -4,6 +4,15 @@ Sequences come from the held-out split of a store (`store=URL`) or from an npy f
 `mnist_test_seq.npy` layout (`data=npy data.path=FILE`). The first `evaluate.context` frames are
 observed and the next `evaluate.horizon` are predicted. Writes `metrics.json`, a per-step plot
 (PNG) and a grid of observed | true | predicted frames (PNG and GIF) into `evaluate.out`.
+
+Every metric of `models.metrics.MetricAccumulator` is reported per step, sharpness (gradient
+energy of the predictions over that of the truth, < 1 = blur) included. Long horizons: set
+`evaluate.context=10 evaluate.horizon=64` (the store's videos must have that many frames).
+Predictors that predict poses (the hierarchical model: `forecast`) also get, when the store
+holds keypoints, PCK@0.1 of body size per step ("pck") and the frames their generator draws
+from the *true* future poses ("oracle_poses"; for learned keypoints: those detected in the true
+future frames). `evaluate.baseline=CKPT` rolls another predictor checkpoint (e.g. the LSTM
+autoencoder) out to the same horizon on the same sequences and reports it beside copy-last.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from models.metrics import MetricAccumulator, copy_last_baseline
+from models.metrics import MetricAccumulator, PCKAccumulator, copy_last_baseline
 from pipeline import checkpoint
 from pipeline.config import UsageError, existing_path, required, typed, write_result
 
@@ -34,6 +43,7 @@ class EvaluateConfig:
     device: str = "auto"
     out: str | None = None
     grid_sequences: int = 4
+    baseline: str | None = None  # another predictor checkpoint, evaluated on the same sequences
 
 
 def default_out(ckpt_path: str) -> Path:
@@ -53,12 +63,14 @@ def pick_device(name: str) -> torch.device:
 
 
 def _store_sequences(
-    url: str, length: int, ev: EvaluateConfig, test_fraction: float
-) -> Iterator[np.ndarray]:
+    url: str, length: int, ev: EvaluateConfig, test_fraction: float, keypoints: bool = False
+) -> Iterator[np.ndarray | tuple[np.ndarray, np.ndarray]]:
+    """Batches of uint8 sequences (B, L, H, W, C); with `keypoints`, (frames, keypoints
+    (B, L, K, 2)) when every selected video has keypoints (else frames alone)."""
     from pipeline.loader import ClipDataset
 
-    try:
-        ds = ClipDataset(
+    def dataset(with_keypoints: bool) -> ClipDataset:
+        return ClipDataset(
             url,
             length,
             ev.batch_size,
@@ -67,11 +79,39 @@ def _store_sequences(
             test_fraction=test_fraction,
             cache=False,
             shuffle=False,
+            keypoints=with_keypoints,
         )
+
+    try:
+        try:
+            ds = dataset(keypoints)
+        except ValueError:
+            if not keypoints:
+                raise
+            ds = dataset(False)  # a store without keypoints: frame metrics only
     except ValueError as e:
         raise UsageError(str(e)) from None
     for batch in ds:
-        yield batch.numpy()
+        if isinstance(batch, dict):
+            yield batch["frames"].numpy(), batch["keypoints"].numpy()
+        else:
+            yield batch.numpy()
+
+
+def _load_baseline(path: str, size: tuple[int, int], device: torch.device) -> tuple[Any, str]:
+    """(predictor, model name) of the checkpoint `evaluate.baseline`, checked for frame size."""
+    ckpt = checkpoint.load(path)
+    mcfg = ckpt["model_config"]
+    theirs = (int(mcfg.get("frame_size", 64)), int(mcfg.get("channels", 1)))
+    if theirs != size:
+        raise UsageError(
+            f"evaluate.baseline={path}: frames {theirs[0]}x{theirs[0]}x{theirs[1]} do not match "
+            f"the model's {size[0]}x{size[0]}x{size[1]}"
+        )
+    model = checkpoint.restore_task(ckpt, device).inference_model().eval()
+    if not hasattr(model, "predict"):
+        raise UsageError(f"evaluate.baseline={path}: a {ckpt['model']} is not a predictor")
+    return model, str(ckpt["model"])
 
 
 def _npy_sequences(path: str, length: int, batch: int) -> Iterator[np.ndarray]:
@@ -89,6 +129,10 @@ def _npy_sequences(path: str, length: int, batch: int) -> Iterator[np.ndarray]:
 
 
 def run(cfg: DictConfig) -> dict:
+    from pipeline.evaluate_generator import run_if_generator  # generators: their own metrics
+
+    if (generator_result := run_if_generator(cfg)) is not None:
+        return generator_result
     ev = typed(cfg.evaluate, EvaluateConfig, "evaluate")
     ckpt_path = str(required(cfg, "checkpoint"))
     ckpt = checkpoint.load(ckpt_path)
@@ -109,20 +153,34 @@ def run(cfg: DictConfig) -> dict:
     else:
         source = str(required(cfg, "store"))
         trainer_cfg = ckpt["config"].get("trainer", {})
-        sequences = _store_sequences(source, length, ev, trainer_cfg.get("test_fraction", 0.1))
+        sequences = _store_sequences(
+            source,
+            length,
+            ev,
+            trainer_cfg.get("test_fraction", 0.1),
+            keypoints=hasattr(model, "forecast"),
+        )
 
     out = Path(ev.out) if ev.out else default_out(ckpt_path)
     out.mkdir(parents=True, exist_ok=True)
     model_acc, copy_acc = MetricAccumulator(), MetricAccumulator()
+    oracle_acc, baseline_acc, pck_acc = MetricAccumulator(), MetricAccumulator(), PCKAccumulator()
     grid: list[tuple[np.ndarray, np.ndarray]] = []
     count = 0
     size = (int(mcfg.get("frame_size", 64)), int(mcfg.get("channels", 1)))
+    baseline, baseline_name = (
+        _load_baseline(ev.baseline, size, device) if ev.baseline else (None, None)
+    )
     from pipeline.progress import progress
 
     with progress("evaluate", ev.max_sequences, "seqs") as bar, torch.no_grad():
         for batch in sequences:
+            keypoints = None
+            if isinstance(batch, tuple):
+                batch, keypoints = batch
             if ev.max_sequences is not None:
                 batch = batch[: ev.max_sequences - count]
+                keypoints = None if keypoints is None else keypoints[: len(batch)]
             if not len(batch):
                 break
             if batch.shape[2] != size[0] or batch.shape[4] != size[1]:
@@ -132,9 +190,27 @@ def run(cfg: DictConfig) -> dict:
                 )
             x = torch.from_numpy(batch).to(device).permute(0, 1, 4, 2, 3).float() / 255.0
             observed, future = x[:, :context], x[:, context:]
-            pred = model.predict(observed, horizon).float().clamp(0, 1)
+            if hasattr(model, "forecast"):  # predicts structure (poses), then frames
+                forecast = model.forecast(observed, horizon)
+                pred = forecast["frames"].float().clamp(0, 1)
+                _structure_metrics(
+                    model,
+                    forecast,
+                    observed,
+                    future,
+                    keypoints,
+                    context,
+                    device,
+                    pck_acc,
+                    oracle_acc,
+                )
+            else:
+                pred = model.predict(observed, horizon).float().clamp(0, 1)
             model_acc.update(pred, future)
             copy_acc.update(copy_last_baseline(observed, horizon), future)
+            if baseline is not None:
+                base = baseline.predict(observed, horizon).float().clamp(0, 1)
+                baseline_acc.update(base, future)
             if len(grid) < ev.grid_sequences:
                 for b in range(min(len(batch), ev.grid_sequences - len(grid))):
                     grid.append((x[b].cpu().numpy(), pred[b].cpu().numpy()))
@@ -156,6 +232,18 @@ def run(cfg: DictConfig) -> dict:
         **_flatten(model_acc.result()),
         "copy_last": _flatten(copy_acc.result()),
     }
+    if pck_acc.correct is not None:
+        pck = pck_acc.result()
+        result["pck"] = pck["mean"]
+        result["per_step"]["pck"] = pck["per_step"]
+    if oracle_acc.sequences:
+        result["oracle_poses"] = _flatten(oracle_acc.result())
+    if baseline is not None:
+        result["baseline"] = {
+            "checkpoint": ev.baseline,
+            "model": baseline_name,
+            **_flatten(baseline_acc.result()),
+        }
     try:
         import matplotlib  # noqa: F401 - plots need it; a bare GPU host may not have it
     except ImportError:
@@ -172,11 +260,49 @@ def run(cfg: DictConfig) -> dict:
     write_result(cfg, result, str(out / "metrics.json"))
     from pipeline.progress import summary
 
-    summary(
-        f"evaluate {ckpt['model']} on {count} sequences ({context} -> {horizon})",
-        {m: f"{result[m]:.4g}   (copy-last {result['copy_last'][m]:.4g})" for m in METRICS},
-    )
+    rows = {}
+    for m in (*METRICS, "sharpness"):
+        row = f"{result[m]:.4g}   (copy-last {result['copy_last'][m]:.4g}"
+        if "baseline" in result:
+            row += f", {result['baseline']['model']} {result['baseline'][m]:.4g}"
+        if "oracle_poses" in result:
+            row += f", true poses {result['oracle_poses'][m]:.4g}"
+        rows[m] = row + ")"
+    if "pck" in result:
+        rows["pck@0.1"] = f"{result['pck']:.4g}"
+    summary(f"evaluate {ckpt['model']} on {count} sequences ({context} -> {horizon})", rows)
     return result
+
+
+def _structure_metrics(
+    model: Any,
+    out: dict[str, torch.Tensor],
+    observed: torch.Tensor,
+    future: torch.Tensor,
+    keypoints: np.ndarray | None,
+    context: int,
+    device: torch.device,
+    pck_acc: PCKAccumulator,
+    oracle_acc: MetricAccumulator,
+) -> None:
+    """PCK of the predicted poses against the store's, and the frames drawn from the true
+    future poses (the analogy generator alone, without pose-prediction error)."""
+    labelled = keypoints is not None and getattr(model, "predicts_keypoints", False)
+    if labelled:
+        kp = torch.from_numpy(keypoints).to(device).float()
+        if kp.shape[2] != out["keypoints"].shape[2]:
+            labelled = False  # a different joint layout: no PCK, no oracle
+    if labelled:
+        pck_acc.update(out["keypoints"], kp[:, context:])
+        oracle = model.render(observed[:, -1], kp[:, context - 1], kp[:, context:])
+    elif not getattr(model, "predicts_keypoints", True):
+        # learned keypoints: the "true" future poses are those detected in the true frames
+        oracle = model.render(
+            observed[:, -1], out["observed_keypoints"][:, -1], model.detect(future)
+        )
+    else:
+        return
+    oracle_acc.update(oracle.float().clamp(0, 1), future)
 
 
 def _flatten(res: dict[str, Any]) -> dict[str, Any]:
@@ -197,11 +323,17 @@ def _plot_per_step(result: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(3.2 * len(METRICS), 2.8))
+    names = [m for m in (*METRICS, "sharpness", "pck") if m in result["per_step"]]
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 2.8))
     steps = np.arange(1, result["horizon"] + 1)
-    for ax, m in zip(axes, METRICS):
+    for ax, m in zip(axes, names):
         ax.plot(steps, result["per_step"][m], "o-", ms=3, label=result["model"])
-        ax.plot(steps, result["copy_last"]["per_step"][m], "s--", ms=3, label="copy last")
+        if m in result["copy_last"]["per_step"]:
+            ax.plot(steps, result["copy_last"]["per_step"][m], "s--", ms=3, label="copy last")
+        for key, label in (("baseline", None), ("oracle_poses", "true poses")):
+            if key in result and m in result[key]["per_step"]:
+                name = label or result[key]["model"]
+                ax.plot(steps, result[key]["per_step"][m], "^:", ms=3, label=name)
         ax.set_title(m)
         ax.set_xlabel("future step")
         ax.grid(alpha=0.3)

@@ -86,6 +86,9 @@ class ClipDataset(IterableDataset):
     `epochs=None` repeats forever (training); an integer stops after that many passes.
     `labels=True` yields {"frames": clips, "label": (B,) int64} instead, the label being the
     index of the video's "label" attribute in `categories` (sorted distinct labels).
+    `keypoints=True` yields {"frames": clips, "keypoints": (B, L, K, 2) float32} (plus "label"
+    with `labels=True`): the stored per-frame keypoints of each clip (NaN where missing). They
+    are small next to frames, so all of them are read into memory once, in both modes.
     `skip_batches=n` starts where a run that already consumed n batches left off (resume): exact
     in cached mode, and in streaming mode without DataLoader workers.
     """
@@ -111,6 +114,7 @@ class ClipDataset(IterableDataset):
         read_threads: int = 4,
         skip_batches: int = 0,
         labels: bool = False,
+        keypoints: bool = False,
         storage_options: dict[str, Any] | None = None,
     ) -> None:
         if clip_length < 1 or batch_size < 1 or stride < 1:
@@ -158,6 +162,19 @@ class ClipDataset(IterableDataset):
         self.label_index: np.ndarray | None = None
         if labels:
             self.categories, self.label_index = video_labels(s, self.video_ids)
+        # first frame of each video in the concatenation of all selected videos' frames
+        self._frame_offsets = np.concatenate([[0], np.cumsum(self.lengths)])[:-1]
+        self.keypoints = keypoints
+        self._kp: np.ndarray | None = None  # (total frames, K, 2) float32, loaded on first use
+        if keypoints:
+            counts = {s.entry(v).num_keypoints for v in self.video_ids}
+            if None in counts:
+                missing = next(v for v in self.video_ids if s.entry(v).num_keypoints is None)
+                raise ValueError(f"store {self.url}: video {missing} has no keypoints")
+            if len(counts) != 1:
+                raise ValueError(
+                    f"store {self.url}: videos with different keypoint counts {counts}"
+                )
 
     # A store handle is per process: DataLoader workers reopen it instead of unpickling one.
     @property
@@ -170,6 +187,7 @@ class ClipDataset(IterableDataset):
         state = dict(self.__dict__)
         state["_store"] = None
         state["_data"] = None
+        state["_kp"] = None
         return state
 
     @property
@@ -215,6 +233,13 @@ class ClipDataset(IterableDataset):
                 data[offsets[i] : offsets[i + 1]] = a
         self._data, self._offsets = data, offsets[:-1]
 
+    def _load_keypoints(self) -> np.ndarray:
+        if self._kp is None:
+            with ThreadPoolExecutor(self.read_threads) as pool:
+                arrays = list(pool.map(self.store.keypoints, self.video_ids))
+            self._kp = np.concatenate(arrays).astype(np.float32, copy=False)
+        return self._kp
+
     # ------------------------------------------------------------------ iteration
     def __iter__(self) -> Iterator[Batch]:
         info = get_worker_info()
@@ -259,7 +284,7 @@ class ClipDataset(IterableDataset):
         )
         for b in range(skip + offset, nb, step):
             sel = slice(b * self.batch_size, (b + 1) * self.batch_size)
-            yield self._emit(self._data[starts[sel, None] + idx], videos[sel])
+            yield self._emit(self._data[starts[sel, None] + idx], videos[sel], starts[sel])
 
     def _epoch_streaming(
         self, rng: np.random.Generator, worker: int, num_workers: int
@@ -268,7 +293,7 @@ class ClipDataset(IterableDataset):
         order = rng.permutation(len(blocks)) if self.shuffle else np.arange(len(blocks))
         mine = [blocks[i] for i in order[worker::num_workers]]
         idx = np.arange(self.clip_length)
-        carry: tuple[np.ndarray, np.ndarray] | None = None
+        carry: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         groups = [mine[i : i + self.buffer_blocks] for i in range(0, len(mine), self.buffer_blocks)]
         with (
             ThreadPoolExecutor(max(1, self.read_threads)) as readers,
@@ -285,31 +310,48 @@ class ClipDataset(IterableDataset):
                 reads = future.result()
                 if gi + 1 < len(groups):
                     future = prefetcher.submit(read_group, groups[gi + 1])
-                clips, videos = [], []
+                clips, videos, firsts = [], [], []
                 for blk, frames in zip(group, reads):
                     starts = np.arange(*blk.clip_starts) - blk.start
                     clips.append(frames[starts[:, None] + idx])  # (n, L, H, W, C)
                     videos.append(np.full(len(starts), blk.video))
+                    # absolute first frames (into the concatenation of all videos' frames)
+                    firsts.append(self._frame_offsets[blk.video] + blk.start + starts)
                 if carry is not None:
                     clips.insert(0, carry[0])
                     videos.insert(0, carry[1])
+                    firsts.insert(0, carry[2])
                 pooled, pooled_videos = np.concatenate(clips), np.concatenate(videos)
+                pooled_firsts = np.concatenate(firsts)
                 if self.shuffle:
                     order = rng.permutation(len(pooled))
                     pooled, pooled_videos = pooled[order], pooled_videos[order]
+                    pooled_firsts = pooled_firsts[order]
                 n_full = (len(pooled) // self.batch_size) * self.batch_size
                 for b in range(0, n_full, self.batch_size):
                     sel = slice(b, b + self.batch_size)
-                    yield self._emit(pooled[sel], pooled_videos[sel])
-                carry = (pooled[n_full:], pooled_videos[n_full:]) if n_full < len(pooled) else None
+                    yield self._emit(pooled[sel], pooled_videos[sel], pooled_firsts[sel])
+                carry = (
+                    (pooled[n_full:], pooled_videos[n_full:], pooled_firsts[n_full:])
+                    if n_full < len(pooled)
+                    else None
+                )
         if carry is not None and not self.drop_last:
             yield self._emit(*carry)
 
-    def _emit(self, clips: np.ndarray, videos: np.ndarray) -> Batch:
+    def _emit(self, clips: np.ndarray, videos: np.ndarray, firsts: np.ndarray) -> Batch:
+        """A batch from clips (B, L, H, W, C), their videos (B,) and their first frames (B,)
+        as indices into the concatenation of all selected videos' frames."""
         frames = torch.from_numpy(np.ascontiguousarray(clips))
-        if self.label_index is None:
+        if self.label_index is None and not self.keypoints:
             return frames
-        return {"frames": frames, "label": torch.from_numpy(self.label_index[videos])}
+        out = {"frames": frames}
+        if self.label_index is not None:
+            out["label"] = torch.from_numpy(self.label_index[videos])
+        if self.keypoints:
+            kp = self._load_keypoints()[firsts[:, None] + np.arange(self.clip_length)]
+            out["keypoints"] = torch.from_numpy(np.ascontiguousarray(kp))
+        return out
 
 
 def to_model_input(batch: torch.Tensor, device: torch.device | str) -> torch.Tensor:

@@ -46,12 +46,20 @@ class ShapesConfig:
 
 
 @dataclass
+class StickFiguresConfig:
+    name: str = "stick_figures"
+    size: int = 64
+    test_fraction: float = 0.1
+
+
+@dataclass
 class NpyConfig:
     name: str = "npy"
     path: str = "???"
 
 
-Video = tuple[str, np.ndarray, dict]
+# (video_id, frames, attrs) or (video_id, frames, attrs, keypoints (T, K, 2) float32)
+Video = tuple[str, np.ndarray, dict] | tuple[str, np.ndarray, dict, np.ndarray]
 SHARD_VIDEOS = 250  # videos per unit of work: small enough for smooth progress and balance
 
 
@@ -83,6 +91,12 @@ def _iter_shard(shard: Shard) -> Iterator[Video]:
         return generate_shapes(
             shard.stop, shard.length, split=shard.split, seed=shard.seed, start=shard.start, **opts
         )
+    if shard.data == "stick_figures":
+        from pipeline.datasets.stick_figures import generate as generate_figures
+
+        return generate_figures(
+            shard.stop, shard.length, split=shard.split, seed=shard.seed, start=shard.start, **opts
+        )
     from pipeline.datasets.moving_mnist import iter_npy_sequences
 
     return iter_npy_sequences(opts["path"])
@@ -92,11 +106,12 @@ def write_shard(url: str, shard: Shard, chunk_frames: int) -> tuple[int, int, in
     """Write the shard's videos not yet committed; returns (written, skipped, frames)."""
     store = FrameStore.open(url)
     written = skipped = frames = 0
-    for video_id, clip, attrs in _iter_shard(shard):
+    for video_id, clip, attrs, *keypoints in _iter_shard(shard):
         if video_id in store:
             skipped += 1
             continue
-        store.write_video(video_id, clip, attrs, chunk_frames=chunk_frames)
+        kp = keypoints[0] if keypoints else None
+        store.write_video(video_id, clip, attrs, keypoints=kp, chunk_frames=chunk_frames)
         written, frames = written + 1, frames + len(clip)
     return written, skipped, frames
 
@@ -138,6 +153,15 @@ def _shards(cfg: DictConfig, synth: SynthConfig) -> list[Shard]:
         if not 0.0 <= shapes.test_fraction < 1.0:
             raise UsageError(f"data.test_fraction={shapes.test_fraction}: must be in [0, 1)")
         return _split_shards(name, synth.num_videos, shapes.test_fraction, synth, size=shapes.size)
+    if name == "stick_figures":
+        figures = typed(cfg.data, StickFiguresConfig, "data")
+        if figures.size < 32:
+            raise UsageError(f"data.size={figures.size}: stick figures need at least 32x32")
+        if not 0.0 <= figures.test_fraction < 1.0:
+            raise UsageError(f"data.test_fraction={figures.test_fraction}: must be in [0, 1)")
+        return _split_shards(
+            name, synth.num_videos, figures.test_fraction, synth, size=figures.size
+        )
     if name == "npy":
         data = typed(cfg.data, NpyConfig, "data")
         path = existing_path(data.path, "data.path")

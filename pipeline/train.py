@@ -246,6 +246,10 @@ def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, 
         # fresh sequences on the fly, the paper's protocol (no fixed training set to overfit)
         if task.needs_labels:
             raise UsageError("data=moving_mnist has no labels; train a labelled model on a store")
+        if task.needs_keypoints:
+            raise UsageError(
+                "data=moving_mnist has no keypoints; train this model on a store with keypoints"
+            )
         dataset: Any = MovingMNISTStream(
             task.clip_length,
             t.batch_size,
@@ -268,6 +272,7 @@ def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, 
             drop_last=True,
             skip_batches=start_step,
             labels=task.needs_labels,
+            keypoints=task.needs_keypoints,
         )
     if task.needs_labels and len(dataset.categories) > task.num_categories:
         raise UsageError(
@@ -294,10 +299,10 @@ def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, 
             if step >= t.max_steps:
                 break
             mine = slice(rank * per_rank, (rank + 1) * per_rank)
-            if isinstance(batch, dict):
+            if isinstance(batch, dict):  # frames and e.g. "label", "keypoints"
                 x: Any = {
-                    "frames": to_model_input(batch["frames"][mine], device),
-                    "label": batch["label"][mine].to(device),
+                    k: to_model_input(v[mine], device) if k == "frames" else v[mine].to(device)
+                    for k, v in batch.items()
                 }
             else:
                 x = to_model_input(batch[mine], device)
