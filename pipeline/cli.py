@@ -35,13 +35,7 @@ STAGES: dict[str, tuple[str, str]] = {
 }
 
 # stages whose module has not landed yet, and the issue that brings each
-PLANNED = {
-    "generate": "issue 6",
-    "serve": "issue 9",
-    "stream": "issue 9",
-    "run": "issue 8",
-    "report": "issue 8",
-}
+PLANNED: dict[str, str] = {}
 
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3

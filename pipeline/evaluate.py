@@ -44,6 +44,13 @@ class EvaluateConfig:
     out: str | None = None
     grid_sequences: int = 4
     baseline: str | None = None  # another predictor checkpoint, evaluated on the same sequences
+    # generator checkpoints (pipeline/evaluate_generator.py)
+    classifier: str | None = None
+    i3d: str | None = None
+    i3d_size: int = 224
+    num_videos: int = 256
+    seed: int = 0
+    length: int | None = None
 
 
 def default_out(ckpt_path: str) -> Path:
@@ -129,13 +136,19 @@ def _npy_sequences(path: str, length: int, batch: int) -> Iterator[np.ndarray]:
 
 
 def run(cfg: DictConfig) -> dict:
-    from pipeline.evaluate_generator import run_if_generator  # generators: their own metrics
-
-    if (generator_result := run_if_generator(cfg)) is not None:
-        return generator_result
     ev = typed(cfg.evaluate, EvaluateConfig, "evaluate")
     ckpt_path = str(required(cfg, "checkpoint"))
     ckpt = checkpoint.load(ckpt_path)
+    from pipeline.evaluate_generator import GENERATOR_MODELS, run_generator
+
+    if ckpt.get("model") in GENERATOR_MODELS:  # generators have their own metrics
+        return run_generator(cfg, ckpt, ev)
+    for key in ("classifier", "i3d"):
+        if getattr(ev, key) is not None:
+            raise UsageError(
+                f"evaluate.{key} applies to generator checkpoints; {ckpt_path} is a "
+                f"{ckpt.get('model')}"
+            )
     device = pick_device(ev.device)
     task = checkpoint.restore_task(ckpt, device)
     model = task.inference_model().eval()
