@@ -43,7 +43,18 @@ INTERPOLATIONS = ("area", "fast_bilinear", "bilinear", "bicubic", "point", "lanc
 _FFMPEG_PROTOCOLS = ("http", "https", "rtsp", "rtsps", "rtmp", "rtmps", "udp", "tcp", "srt", "hls")
 _LIVE_PROTOCOLS = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "tcp", "srt")
 # "FORMAT:target" for libavdevice inputs and filter sources.
-_DEVICE_FORMATS = ("lavfi", "v4l2", "x11grab", "alsa", "pulse", "kmsgrab", "fbdev", "xcbgrab")
+_DEVICE_FORMATS = (
+    "lavfi",
+    "v4l2",
+    "avfoundation",
+    "dshow",
+    "x11grab",
+    "alsa",
+    "pulse",
+    "kmsgrab",
+    "fbdev",
+    "xcbgrab",
+)
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 DEFAULT_TIMEOUT = 30.0  # seconds: network open and read timeout for URL sources
 

@@ -1,0 +1,1014 @@
+"""`framecast serve`: predictors and generators over HTTP on Ray Serve (FastAPI ingress).
+
+Deployments (one Serve application, "framecast"):
+
+    Ingress (FastAPI, stateless: parses and checks input, auth, metrics)
+      ├── predictor_0 .. predictor_{R-1}   SessionHost: the model and the live sessions of a shard
+      └── generator                        GeneratorHost: a MoCoGAN generator (optional)
+
+A stream session holds the model's recurrent state (`model.stream(1)`), so every request of a
+session must reach the replica that holds it: each of the `serve.replicas` predictor replicas is
+its own deployment (one replica each), and a session id names its shard. Sessions idle for
+`serve.idle_seconds` are dropped.
+
+HTTP API (all under the server's URL; with a token: `Authorization: Bearer TOKEN`, or
+`?token=TOKEN` for WebSockets):
+
+    GET    /healthz                         {"status": "ok", ...}   (never needs the token)
+    GET    /metrics                         latency percentiles, sessions, frames, drops, errors
+    GET    /v1/info                         the hosted models (frame size, channels, horizon)
+    POST   /v1/sessions                     -> {"session": ID, "frame_size", "channels", ...}
+    POST   /v1/sessions/ID/frames?horizon=K&out=raw|png|json
+           body: raw uint8 frames (N, H, W, C) (application/octet-stream; optional header
+           X-Frame-Shape: N,H,W,C), one PNG or JPEG (image/png, image/jpeg), or JSON
+           {"frames": [base64 PNG/JPEG, ...]}. Steps the session through the frames and returns
+           the next K frames: raw (K, H, W, C) bytes with X-Frame-Shape, a PNG strip, or JSON.
+    DELETE /v1/sessions/ID
+    WS     /v1/sessions/ID/ws?horizon=K     binary messages: raw frames in, raw predictions out;
+           text {"horizon": K} changes K; a bad message gets {"error": ...} and the socket
+           stays open; when frames arrive faster than the model runs the oldest are dropped.
+    POST   /v1/generate                     JSON {"count", "length", "category", "seed", "fix":
+           "content"|"motion"|null, "format": "mp4"|"gif", "fps"} -> NDJSON lines, one per
+           video as it is ready: {"index", "format", "seed", "data": base64}
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import io
+import ipaddress
+import json
+import os
+import sys
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import numpy as np
+from omegaconf import DictConfig
+
+from pipeline.config import UsageError, required, typed, write_result
+
+try:  # FastAPI (from ray[serve]) resolves the routes' annotations in this module's globals
+    from fastapi import Request, WebSocket
+    from fastapi.responses import Response, StreamingResponse
+except ImportError:  # pragma: no cover - without ray[serve] only the client and parsers work
+    Request = WebSocket = Response = StreamingResponse = Any  # type: ignore[misc,assignment]
+
+PREDICTORS = ("lstm_autoencoder", "hierarchical")
+GENERATORS = ("mocogan",)
+APP_NAME = "framecast"
+
+
+@dataclass
+class ServeConfig:
+    host: str = "127.0.0.1"  # HTTP address; anything but loopback needs serve.token
+    port: int = 8000
+    token: str | None = None  # clients send `Authorization: Bearer TOKEN` (else $FRAMECAST_TOKEN)
+    replicas: int = 1  # predictor replicas (session shards)
+    gpus_per_replica: float = 0.0
+    cpus_per_replica: float = 1.0
+    threads: int = 1  # torch CPU threads per replica
+    horizon: int | None = None  # default predicted frames (null: the model's training horizon)
+    max_horizon: int = 100
+    max_batch: int = 256  # frames in one request
+    max_sessions: int = 1000  # per replica
+    idle_seconds: float = 300.0  # sessions idle this long are dropped
+    ws_queue: int = 2  # WebSocket frames waiting for the model; the oldest are dropped beyond
+    generator: str | None = None  # a generator checkpoint served beside the predictor
+    max_videos: int = 64  # videos per generate request
+    max_length: int = 256  # frames per generated video
+    seconds: float | None = None  # stop after this many seconds (null: until Ctrl-C)
+    address: str | None = None  # Ray cluster address (null: start or join a local one)
+
+
+# --------------------------------------------------------------------------- input parsing
+class BadInput(Exception):
+    """A client mistake: `status` (4xx) and a one-line message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _image_to_array(data: bytes, size: int, channels: int, what: str) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise BadInput(400, f"{what}: not a readable PNG or JPEG image ({e})") from None
+    if img.size != (size, size):
+        raise BadInput(
+            422, f"{what}: image is {img.size[0]}x{img.size[1]}, the model takes {size}x{size}"
+        )
+    have = {"L": 1, "1": 1, "RGB": 3}.get(img.mode)
+    if have != channels:
+        want = "gray (L)" if channels == 1 else "RGB"
+        raise BadInput(
+            422,
+            f"{what}: image mode {img.mode} ({len(img.getbands())} channels), "
+            f"the model takes {channels} channel{'s' if channels > 1 else ''}: {want}",
+        )
+    arr = np.asarray(img.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
+    return arr.reshape(size, size, channels)
+
+
+def parse_frames(
+    body: bytes, content_type: str, size: int, channels: int, shape: str | None, max_batch: int
+) -> np.ndarray:
+    """uint8 (N, H, W, C) frames of a request body; BadInput with a clear message otherwise."""
+    ctype = (content_type or "application/octet-stream").split(";")[0].strip().lower()
+    if not body:
+        raise BadInput(400, "empty request body: send frames (raw uint8, PNG or JPEG)")
+    frame_bytes = size * size * channels
+    if ctype in ("image/png", "image/jpeg", "image/jpg"):
+        frames = _image_to_array(body, size, channels, ctype)[None]
+    elif ctype == "application/json":
+        try:
+            items = json.loads(body)["frames"]
+            if not isinstance(items, list) or not items:
+                raise ValueError("'frames' must be a non-empty list")
+            if len(items) > max_batch:
+                raise BadInput(413, f"{len(items)} frames in one request (max {max_batch})")
+            decoded = [base64.b64decode(s, validate=True) for s in items]
+            frames = np.stack(
+                [_image_to_array(d, size, channels, f"frame {i}") for i, d in enumerate(decoded)]
+            )
+        except BadInput:
+            raise
+        except (ValueError, KeyError, TypeError) as e:
+            raise BadInput(
+                400, f'JSON body must be {{"frames": [base64 PNG or JPEG, ...]}} ({e})'
+            ) from None
+    elif ctype in ("application/octet-stream", "application/x-raw", "video/raw"):
+        if shape:
+            try:
+                dims = tuple(int(d) for d in shape.replace("x", ",").split(","))
+            except ValueError:
+                raise BadInput(400, f"X-Frame-Shape {shape!r}: expected N,H,W,C") from None
+            if len(dims) == 3:
+                dims = (1, *dims)
+            if len(dims) != 4:
+                raise BadInput(400, f"X-Frame-Shape {shape!r}: expected N,H,W,C")
+            if dims[1:3] != (size, size):
+                raise BadInput(
+                    422, f"frames are {dims[2]}x{dims[1]}, the model takes {size}x{size}"
+                )
+            if dims[3] != channels:
+                raise BadInput(422, f"frames have {dims[3]} channels, the model takes {channels}")
+            if len(body) != int(np.prod(dims)):
+                raise BadInput(
+                    400,
+                    f"raw body of {len(body)} bytes does not match X-Frame-Shape {shape} "
+                    f"({int(np.prod(dims))} bytes)",
+                )
+        elif len(body) % frame_bytes:
+            raise BadInput(
+                422,
+                f"raw body of {len(body)} bytes is not a whole number of {size}x{size}x"
+                f"{channels} uint8 frames ({frame_bytes} bytes each): wrong size or channels?",
+            )
+        n = len(body) // frame_bytes
+        if n > max_batch:
+            raise BadInput(413, f"{n} frames in one request (max {max_batch})")
+        frames = np.frombuffer(body, np.uint8).reshape(n, size, size, channels)
+    else:
+        raise BadInput(
+            415,
+            f"unsupported Content-Type {ctype!r}: use application/octet-stream (raw uint8 "
+            "frames), image/png, image/jpeg or application/json",
+        )
+    if len(frames) > max_batch:
+        raise BadInput(413, f"{len(frames)} frames in one request (max {max_batch})")
+    return frames
+
+
+def encode_png(frames: np.ndarray) -> bytes:
+    """One PNG of uint8 frames (K, H, W, C) side by side."""
+    from PIL import Image
+
+    strip = np.concatenate(list(frames), axis=1)
+    img = Image.fromarray(strip[:, :, 0] if strip.shape[2] == 1 else strip)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _pct(values: Any) -> dict[str, float | None]:
+    from pipeline.stream import percentiles
+
+    return percentiles(list(values))
+
+
+def _is_loopback(host: str) -> bool:
+    if host in ("localhost", "127.0.0.1", "::1"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _rss_mb() -> float | None:
+    """This process's resident memory in MiB (Linux), for the metrics."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+# --------------------------------------------------------------------------- model hosts
+class SessionStore:
+    """The live sessions of one predictor replica (plain Python: Serve wraps it)."""
+
+    def __init__(
+        self,
+        ckpt_path: str,
+        device: str = "auto",
+        threads: int = 1,
+        idle_seconds: float = 300.0,
+        max_sessions: int = 1000,
+    ) -> None:
+        import torch
+
+        from pipeline.stream import load_predictor
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.torch = torch
+        self.model, self.device, self.mcfg = load_predictor(ckpt_path, device)
+        self.idle_seconds, self.max_sessions = idle_seconds, max_sessions
+        self.sessions: dict[str, dict[str, Any]] = {}
+        self.lock = threading.Lock()  # the model runs one request at a time per replica
+        self.expired = 0
+        self.frames = 0
+        self.created = 0
+        self._stop = threading.Event()
+        threading.Thread(target=self._sweeper, daemon=True, name="session-sweeper").start()
+
+    def _sweeper(self) -> None:
+        while not self._stop.wait(max(0.05, min(5.0, self.idle_seconds / 4))):
+            self.sweep()
+
+    def sweep(self) -> int:
+        """Drop sessions idle longer than idle_seconds; returns how many."""
+        now = time.monotonic()
+        with self.lock:
+            old = [k for k, s in self.sessions.items() if now - s["used"] > self.idle_seconds]
+            for k in old:
+                del self.sessions[k]
+            self.expired += len(old)
+        return len(old)
+
+    def create(self, sid: str) -> dict[str, Any]:
+        with self.lock:
+            if len(self.sessions) >= self.max_sessions:
+                return {
+                    "error": f"too many sessions on this replica ({self.max_sessions})",
+                    "status": 503,
+                }
+            self.sessions[sid] = {
+                "stream": self.model.stream(1),
+                "used": time.monotonic(),
+                "frames": 0,
+            }
+            self.created += 1
+        return {"session": sid}
+
+    def push(self, sid: str, frames: np.ndarray, horizon: int) -> dict[str, Any]:
+        from pipeline.stream import native_lstm
+
+        torch = self.torch
+        with self.lock:
+            s = self.sessions.get(sid)
+            if s is None:
+                return {
+                    "error": f"no such session {sid} (closed, or expired after "
+                    f"{self.idle_seconds:g} s idle)",
+                    "status": 404,
+                }
+            x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)
+            x = x.permute(0, 3, 1, 2).float().div_(255.0)  # (N, C, H, W)
+            with torch.no_grad(), native_lstm():
+                for i in range(x.shape[0]):
+                    s["stream"].step(x[i : i + 1])
+                pred = s["stream"].predict(horizon)[0] if horizon > 0 else None
+            s["frames"] += int(x.shape[0])
+            s["used"] = time.monotonic()
+            self.frames += int(x.shape[0])
+            seen = s["frames"]
+        out = None
+        if pred is not None:
+            u8 = pred.float().clamp_(0, 1).mul_(255.0).round_().to(torch.uint8)
+            out = u8.permute(0, 2, 3, 1).cpu().numpy()
+        return {"frames": out, "frames_seen": seen}
+
+    def delete(self, sid: str) -> bool:
+        with self.lock:
+            return self.sessions.pop(sid, None) is not None
+
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "rss_mb": _rss_mb(),
+                "sessions": len(self.sessions),
+                "sessions_created": self.created,
+                "sessions_expired": self.expired,
+                "frames": self.frames,
+            }
+
+
+class GeneratorStore:
+    """A generator checkpoint (MoCoGAN) that renders and encodes videos one at a time."""
+
+    def __init__(self, ckpt_path: str, device: str = "auto", threads: int = 1) -> None:
+        import torch
+
+        from pipeline import checkpoint
+        from pipeline.evaluate import pick_device
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.torch = torch
+        ckpt = checkpoint.load(ckpt_path)
+        self.device = pick_device(device)
+        self.model = checkpoint.restore_task(ckpt, self.device).inference_model().eval()
+        self.mcfg = dict(ckpt["model_config"])
+
+    def generate(
+        self,
+        count: int,
+        length: int,
+        category: int | None,
+        seed: int,
+        fix: str | None,
+        fmt: str,
+        fps: float,
+    ) -> Any:
+        """Yield {"index", "format", "seed", "data"(bytes)} per video as it is encoded."""
+        import tempfile
+
+        from pipeline.video import write_video
+
+        g = self.model
+        content = motion = None
+        if fix in ("content", "motion"):
+            _, codes = g.sample(1, length, category=category, seed=seed)
+            if fix == "content":
+                content = codes["content"][0]
+            else:
+                motion = codes["motion_noise"][0]
+        with tempfile.TemporaryDirectory(prefix="framecast-gen-") as tmp:
+            for i in range(count):
+                vseed = seed + 1 + i if fix else seed + i
+                videos, _ = g.sample(
+                    1, length, category=category, seed=vseed, content=content, motion=motion
+                )
+                u8 = (videos[0].permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
+                path = os.path.join(tmp, f"v{i}.{fmt}")
+                write_video(path, u8, fps=fps)
+                with open(path, "rb") as f:
+                    data = f.read()
+                os.remove(path)
+                yield {"index": i, "format": fmt, "seed": vseed, "data": data}
+
+
+# --------------------------------------------------------------------------- the Serve app
+def _checkpoint_kind(path: str) -> tuple[str, dict[str, Any]]:
+    from pipeline import checkpoint
+
+    ckpt = checkpoint.load(path)
+    name = str(ckpt.get("model"))
+    if name in PREDICTORS:
+        return "predictor", dict(ckpt["model_config"])
+    if name in GENERATORS:
+        return "generator", dict(ckpt["model_config"])
+    raise UsageError(
+        f"checkpoint={path}: a {name} model is neither a predictor ({', '.join(PREDICTORS)}) "
+        f"nor a generator ({', '.join(GENERATORS)})"
+    )
+
+
+def build_app(
+    predictor: str | None, generator: str | None, s: ServeConfig, token: str | None
+) -> Any:
+    """The bound Serve application for a predictor and/or a generator checkpoint."""
+    from ray import serve
+
+    actor_opts = {"num_cpus": s.cpus_per_replica, "num_gpus": s.gpus_per_replica}
+    device = "cuda" if s.gpus_per_replica > 0 else "cpu"
+    shards = []
+    meta: dict[str, Any] = {}
+    if predictor:
+        _, mcfg = _checkpoint_kind(predictor)
+        meta["predictor"] = {
+            "checkpoint": predictor,
+            "model": mcfg.get("name"),
+            "frame_size": int(mcfg.get("frame_size", 64)),
+            "channels": int(mcfg.get("channels", 1)),
+            "horizon": int(s.horizon or mcfg.get("horizon", 10)),
+            "replicas": s.replicas,
+        }
+        host = serve.deployment(SessionStore, max_ongoing_requests=64)
+        for i in range(s.replicas):
+            shards.append(
+                host.options(name=f"predictor_{i}", ray_actor_options=actor_opts).bind(
+                    predictor, device, s.threads, s.idle_seconds, s.max_sessions
+                )
+            )
+    gen = None
+    if generator:
+        _, gcfg = _checkpoint_kind(generator)
+        meta["generator"] = {
+            "checkpoint": generator,
+            "model": gcfg.get("name"),
+            "frame_size": int(gcfg.get("frame_size", 64)),
+            "channels": int(gcfg.get("channels", 3)),
+            "num_categories": int(gcfg.get("num_categories", 0)),
+        }
+        gen = (
+            serve.deployment(GeneratorStore)
+            .options(name="generator", ray_actor_options=actor_opts)
+            .bind(generator, device, s.threads)
+        )
+    ingress = _ingress_class()
+    return ingress.options(ray_actor_options={"num_cpus": 0}).bind(
+        shards,
+        gen,
+        meta,
+        token,
+        s.max_batch,
+        s.max_horizon,
+        s.ws_queue,
+        s.max_videos,
+        s.max_length,
+    )
+
+
+def _ingress_class() -> Any:
+    import asyncio
+    import hmac
+
+    from fastapi import FastAPI, HTTPException
+    from fastapi.responses import JSONResponse
+    from ray import serve
+    from starlette.websockets import WebSocketDisconnect
+
+    api = FastAPI(title="framecast", docs_url=None, redoc_url=None)
+
+    class Ingress:
+        def __init__(
+            self,
+            shards: list[Any],
+            generator: Any,
+            meta: dict[str, Any],
+            token: str | None,
+            max_batch: int,
+            max_horizon: int,
+            ws_queue: int,
+            max_videos: int,
+            max_length: int,
+        ) -> None:
+            self.shards, self.generator, self.meta = shards, generator, meta
+            self.token = token
+            self.max_batch, self.max_horizon, self.ws_queue = max_batch, max_horizon, ws_queue
+            self.max_videos, self.max_length = max_videos, max_length
+            self.latency_ms: deque[float] = deque(maxlen=20000)
+            self.requests = 0
+            self.errors: dict[str, int] = {}
+            self.ws_dropped = 0
+            self.frames_in = 0
+            self.next_shard = 0
+            self.started = time.time()
+
+        # ------------------------------------------------------------ helpers
+        def _auth(self, supplied: str | None) -> None:
+            if self.token is None:
+                return
+            if not supplied or not hmac.compare_digest(supplied.encode(), self.token.encode()):
+                self._count_error(401)
+                raise HTTPException(401, "missing or wrong token (send Authorization: Bearer ...)")
+
+        def _request_token(self, request: Request) -> str | None:
+            auth = request.headers.get("authorization", "")
+            if auth.lower().startswith("bearer "):
+                return auth[7:].strip()
+            return request.headers.get("x-token") or request.query_params.get("token")
+
+        def _count_error(self, status: int) -> None:
+            self.errors[str(status)] = self.errors.get(str(status), 0) + 1
+
+        def _fail(self, status: int, msg: str) -> HTTPException:
+            self._count_error(status)
+            return HTTPException(status, msg)
+
+        def _predictor(self) -> dict[str, Any]:
+            p = self.meta.get("predictor")
+            if p is None:
+                raise self._fail(404, "this server hosts no predictor (only a generator)")
+            return p
+
+        def _shard(self, sid: str) -> Any:
+            try:
+                i = int(sid.split("-", 1)[0])
+                return self.shards[i]
+            except (ValueError, IndexError):
+                raise self._fail(404, f"no such session {sid}") from None
+
+        def _horizon(self, value: str | None) -> int:
+            p = self._predictor()
+            if value in (None, ""):
+                return int(p["horizon"])
+            try:
+                k = int(value)
+            except ValueError:
+                raise self._fail(400, f"horizon={value!r}: not an integer") from None
+            if not 0 <= k <= self.max_horizon:
+                raise self._fail(400, f"horizon={k}: must be in [0, {self.max_horizon}]")
+            return k
+
+        async def _push(self, sid: str, frames: np.ndarray, k: int) -> dict[str, Any]:
+            out = await self._shard(sid).push.remote(sid, frames, k)
+            if "error" in out:
+                raise self._fail(out["status"], out["error"])
+            self.frames_in += len(frames)
+            return out
+
+        # ------------------------------------------------------------ routes
+        @api.get("/healthz")
+        async def healthz(self) -> dict[str, Any]:
+            up = round(time.time() - self.started, 1)
+            return {"status": "ok", "models": sorted(self.meta), "uptime_s": up}
+
+        @api.get("/v1/info")
+        async def info(self, request: Request) -> dict[str, Any]:
+            self._auth(self._request_token(request))
+            return self.meta
+
+        @api.get("/metrics")
+        async def metrics(self, request: Request) -> dict[str, Any]:
+            self._auth(self._request_token(request))
+            stats = await asyncio.gather(*[s.stats.remote() for s in self.shards])
+            keys = ("sessions", "sessions_created", "sessions_expired", "frames")
+            total = {k: sum(st[k] for st in stats) for k in keys}
+            return {
+                "latency_ms": _pct(self.latency_ms),
+                "requests": self.requests,
+                "errors": dict(self.errors),
+                "frames_in": self.frames_in,
+                "frames_dropped": self.ws_dropped,
+                "sessions": total.get("sessions", 0),
+                "sessions_created": total.get("sessions_created", 0),
+                "sessions_expired": total.get("sessions_expired", 0),
+                "replicas": stats,
+            }
+
+        @api.post("/v1/sessions")
+        async def create(self, request: Request) -> dict[str, Any]:
+            self._auth(self._request_token(request))
+            p = self._predictor()
+            i = self.next_shard % len(self.shards)
+            self.next_shard += 1
+            sid = f"{i}-{uuid.uuid4().hex}"
+            out = await self.shards[i].create.remote(sid)
+            if "error" in out:
+                raise self._fail(out["status"], out["error"])
+            return {
+                "session": sid,
+                "frame_size": p["frame_size"],
+                "channels": p["channels"],
+                "horizon": p["horizon"],
+            }
+
+        @api.delete("/v1/sessions/{sid}")
+        async def delete(self, sid: str, request: Request) -> dict[str, Any]:
+            self._auth(self._request_token(request))
+            if not await self._shard(sid).delete.remote(sid):
+                raise self._fail(404, f"no such session {sid}")
+            return {"deleted": sid}
+
+        @api.post("/v1/sessions/{sid}/frames")
+        async def frames(self, sid: str, request: Request) -> Response:
+            t0 = time.perf_counter()
+            self.requests += 1
+            self._auth(self._request_token(request))
+            p = self._predictor()
+            k = self._horizon(request.query_params.get("horizon"))
+            out_fmt = request.query_params.get("out", "raw")
+            if out_fmt not in ("raw", "png", "json"):
+                raise self._fail(400, f"out={out_fmt!r}: use raw, png or json")
+            body = await request.body()
+            try:
+                frames = parse_frames(
+                    body,
+                    request.headers.get("content-type", ""),
+                    p["frame_size"],
+                    p["channels"],
+                    request.headers.get("x-frame-shape"),
+                    self.max_batch,
+                )
+            except BadInput as e:
+                raise self._fail(e.status, str(e)) from None
+            out = await self._push(sid, frames, k)
+            pred = out["frames"]
+            headers = {"X-Frames-Seen": str(out["frames_seen"])}
+            if pred is None:
+                resp: Response = JSONResponse({"frames_seen": out["frames_seen"]}, headers=headers)
+            elif out_fmt == "raw":
+                headers["X-Frame-Shape"] = ",".join(map(str, pred.shape))
+                resp = Response(
+                    pred.tobytes(), media_type="application/octet-stream", headers=headers
+                )
+            elif out_fmt == "png":
+                resp = Response(encode_png(pred), media_type="image/png", headers=headers)
+            else:
+                pngs = [base64.b64encode(encode_png(f[None])).decode() for f in pred]
+                resp = JSONResponse(
+                    {"frames": pngs, "shape": list(pred.shape), "frames_seen": out["frames_seen"]},
+                    headers=headers,
+                )
+            self.latency_ms.append((time.perf_counter() - t0) * 1e3)
+            return resp
+
+        @api.websocket("/v1/sessions/{sid}/ws")
+        async def ws(self, websocket: WebSocket, sid: str) -> None:
+            supplied = websocket.query_params.get("token")
+            auth = websocket.headers.get("authorization", "")
+            if auth.lower().startswith("bearer "):
+                supplied = auth[7:].strip()
+            if self.token is not None and (
+                not supplied or not hmac.compare_digest(supplied.encode(), self.token.encode())
+            ):
+                self._count_error(401)
+                await websocket.close(code=1008, reason="missing or wrong token")
+                return
+            p = self.meta.get("predictor")
+            await websocket.accept()
+            if p is None:
+                await websocket.send_json({"error": "this server hosts no predictor"})
+                await websocket.close(code=1003)
+                return
+            try:
+                k = self._horizon(websocket.query_params.get("horizon"))
+            except HTTPException as e:
+                await websocket.send_json({"error": e.detail})
+                await websocket.close(code=1003)
+                return
+            state = {"k": k}
+            pending: deque[tuple[np.ndarray, float]] = deque()
+            wake = asyncio.Event()
+            done = False
+
+            async def worker() -> None:
+                while not done or pending:
+                    await wake.wait()
+                    wake.clear()
+                    while pending:
+                        frames, t0 = pending.popleft()
+                        try:
+                            out = await self._push(sid, frames, state["k"])
+                        except HTTPException as e:
+                            await websocket.send_json({"error": e.detail})
+                            continue
+                        if out["frames"] is not None:
+                            await websocket.send_bytes(out["frames"].tobytes())
+                        else:
+                            await websocket.send_json({"frames_seen": out["frames_seen"]})
+                        self.latency_ms.append((time.perf_counter() - t0) * 1e3)
+
+            task = asyncio.create_task(worker())
+            try:
+                while True:
+                    msg = await websocket.receive()
+                    if msg["type"] == "websocket.disconnect":
+                        break
+                    self.requests += 1
+                    t0 = time.perf_counter()
+                    if msg.get("bytes") is not None:
+                        try:
+                            frames = parse_frames(
+                                msg["bytes"],
+                                "application/octet-stream",
+                                p["frame_size"],
+                                p["channels"],
+                                None,
+                                self.max_batch,
+                            )
+                        except BadInput as e:
+                            self._count_error(e.status)
+                            await websocket.send_json({"error": str(e), "status": e.status})
+                            continue
+                        while len(pending) >= self.ws_queue:
+                            pending.popleft()
+                            self.ws_dropped += 1
+                        pending.append((frames, t0))
+                        wake.set()
+                    else:
+                        try:
+                            req = json.loads(msg.get("text") or "")
+                            state["k"] = self._horizon(str(req["horizon"]))
+                            await websocket.send_json({"horizon": state["k"]})
+                        except HTTPException as e:
+                            await websocket.send_json({"error": e.detail})
+                        except (ValueError, KeyError, TypeError):
+                            self._count_error(400)
+                            await websocket.send_json(
+                                {"error": 'text messages must be JSON {"horizon": K}'}
+                            )
+            except WebSocketDisconnect:
+                pass
+            finally:
+                done = True
+                wake.set()
+                task.cancel()
+
+        @api.post("/v1/generate")
+        async def generate(self, request: Request) -> StreamingResponse:
+            self._auth(self._request_token(request))
+            g = self.meta.get("generator")
+            if g is None or self.generator is None:
+                raise self._fail(404, "this server hosts no generator (serve.generator=CKPT)")
+            try:
+                req = json.loads(await request.body() or b"{}")
+                if not isinstance(req, dict):
+                    raise ValueError("expected a JSON object")
+                count = int(req.get("count", 1))
+                length = int(req.get("length", 16))
+                seed = int(req.get("seed", 0))
+                fps = float(req.get("fps", 8.0))
+                category = req.get("category")
+                category = None if category is None else int(category)
+            except (ValueError, TypeError) as e:
+                raise self._fail(400, f"generate: bad JSON body ({e})") from None
+            fix = req.get("fix")
+            fmt = req.get("format", "mp4")
+            if fix not in (None, "content", "motion"):
+                raise self._fail(400, f"fix={fix!r}: use content, motion or null")
+            if fmt not in ("mp4", "gif", "webm"):
+                raise self._fail(400, f"format={fmt!r}: use mp4, gif or webm")
+            if not 1 <= count <= self.max_videos:
+                raise self._fail(400, f"count={count}: must be in [1, {self.max_videos}]")
+            if not 1 <= length <= self.max_length:
+                raise self._fail(400, f"length={length}: must be in [1, {self.max_length}]")
+            if fps <= 0:
+                raise self._fail(400, f"fps={fps}: must be > 0")
+            ncat = g["num_categories"]
+            if category is not None and not (ncat and 0 <= category < ncat):
+                raise self._fail(
+                    400,
+                    f"category={category}: this generator has "
+                    + (f"categories 0..{ncat - 1}" if ncat else "no categories"),
+                )
+            gen = self.generator.options(stream=True).generate.remote(
+                count, length, category, seed, fix, fmt, fps
+            )
+
+            async def lines() -> Any:
+                async for item in gen:
+                    item = dict(item)
+                    item["data"] = base64.b64encode(item["data"]).decode()
+                    yield json.dumps(item) + "\n"
+
+            return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+    # Serve re-reads the routes' signatures in each replica, where cloudpickle has rebuilt this
+    # class's functions with only the globals their code names: string annotations (this module
+    # uses `from __future__ import annotations`) would not resolve there, so make them objects.
+    ns = {**globals(), **locals()}
+    for fn in vars(Ingress).values():
+        hints = getattr(fn, "__annotations__", None)
+        if isinstance(hints, dict):
+            for key, value in list(hints.items()):
+                if isinstance(value, str):
+                    try:
+                        hints[key] = eval(value, ns)  # noqa: S307 - our own annotations
+                    except Exception:  # noqa: BLE001
+                        pass
+    return serve.deployment(name="ingress", max_ongoing_requests=256)(serve.ingress(api)(Ingress))
+
+
+# --------------------------------------------------------------------------- client
+class ServeClientError(Exception):
+    """A request to `framecast serve` failed: the server's message and HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}" if status else message)
+        self.status = status
+
+
+class Client:
+    """A small stdlib client of `framecast serve` (one keep-alive connection per object)."""
+
+    def __init__(self, url: str, token: str | None = None, timeout: float = 30.0) -> None:
+        u = urlsplit(url if "://" in url else f"http://{url}")
+        if u.scheme not in ("http", "https"):
+            raise ValueError(f"{url}: use an http:// or https:// URL")
+        self.url = url.rstrip("/")
+        self.scheme, self.host, self.port = u.scheme, u.hostname or "127.0.0.1", u.port
+        self.prefix = u.path.rstrip("/")
+        self.token, self.timeout = token, timeout
+        self._conn: http.client.HTTPConnection | None = None
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._conn is None:
+            https = self.scheme == "https"
+            cls = http.client.HTTPSConnection if https else http.client.HTTPConnection
+            self._conn = cls(self.host, self.port, timeout=self.timeout)
+        return self._conn
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        query: dict[str, Any] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        """(status, headers, body); raises ServeClientError for 4xx/5xx or no connection."""
+        h = dict(headers or {})
+        if self.token:
+            h["Authorization"] = f"Bearer {self.token}"
+        url = self.prefix + path + (f"?{urlencode(query)}" if query else "")
+        for attempt in (0, 1):  # a keep-alive connection the server closed: retry once
+            conn = self._connection()
+            try:
+                conn.request(method, url, body=body, headers=h)
+                resp = conn.getresponse()
+                data = resp.read()
+                break
+            except (ConnectionError, http.client.HTTPException, OSError) as e:
+                self.close()
+                if attempt:
+                    raise ServeClientError(0, f"{self.url}: {type(e).__name__}: {e}") from None
+        hdrs = {k.lower(): v for k, v in resp.getheaders()}
+        if resp.status >= 400:
+            try:
+                msg = json.loads(data)["detail"]
+            except (ValueError, KeyError, TypeError):
+                msg = data.decode(errors="replace")[:300]
+            raise ServeClientError(resp.status, str(msg))
+        return resp.status, hdrs, data
+
+    def json(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        hdrs = {"Content-Type": "application/json"} if data is not None else {}
+        return json.loads(self.request(method, path, data, hdrs)[2])
+
+    def healthz(self) -> dict[str, Any]:
+        return self.json("GET", "/healthz")
+
+    def metrics(self) -> dict[str, Any]:
+        return self.json("GET", "/metrics")
+
+    def session(self) -> RemoteSession:
+        return RemoteSession(self, self.json("POST", "/v1/sessions"))
+
+    def generate(self, **req: Any) -> list[dict[str, Any]]:
+        """Generated videos: [{"index", "format", "seed", "data": bytes}, ...]."""
+        _, _, body = self.request(
+            "POST", "/v1/generate", json.dumps(req).encode(), {"Content-Type": "application/json"}
+        )
+        out = []
+        for line in body.decode().splitlines():
+            if line.strip():
+                item = json.loads(line)
+                item["data"] = base64.b64decode(item["data"])
+                out.append(item)
+        return out
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class RemoteSession:
+    """A stream session on a `framecast serve`: the FramePredictor of `stream.server=URL`."""
+
+    def __init__(self, client: Client, info: dict[str, Any]) -> None:
+        self.client, self.info = client, info
+        self.id = str(info["session"])
+        self.frame_size, self.channels = int(info["frame_size"]), int(info["channels"])
+
+    def push(self, frame: np.ndarray, horizon: int) -> np.ndarray:
+        """Send uint8 frames ((H, W, C) or (N, H, W, C)); the next `horizon` frames back."""
+        a = np.ascontiguousarray(frame, dtype=np.uint8)
+        if a.ndim == 3:
+            a = a[None]
+        _, hdrs, body = self.client.request(
+            "POST",
+            f"/v1/sessions/{self.id}/frames",
+            a.tobytes(),
+            {
+                "Content-Type": "application/octet-stream",
+                "X-Frame-Shape": ",".join(map(str, a.shape)),
+            },
+            {"horizon": horizon},
+        )
+        if horizon == 0:
+            return np.zeros((0, *a.shape[1:]), np.uint8)
+        shape = tuple(int(d) for d in hdrs["x-frame-shape"].split(","))
+        return np.frombuffer(body, np.uint8).reshape(shape)
+
+    def close(self) -> None:
+        try:
+            self.client.request("DELETE", f"/v1/sessions/{self.id}")
+        except ServeClientError:
+            pass
+        self.client.close()
+
+
+# --------------------------------------------------------------------------- the stage
+def plan(cfg_checkpoint: str | None, s: ServeConfig) -> tuple[str | None, str | None, str | None]:
+    """Check the options before anything starts: (predictor, generator, token)."""
+    token = s.token or os.environ.get("FRAMECAST_TOKEN") or None
+    if not _is_loopback(s.host) and not token:
+        raise UsageError(
+            f"serve.host={s.host}: binding to a non-loopback address needs a token "
+            "(serve.token=... or $FRAMECAST_TOKEN) that clients must send"
+        )
+    if s.replicas < 1:
+        raise UsageError(f"serve.replicas must be >= 1, got {s.replicas}")
+    if s.gpus_per_replica < 0 or s.cpus_per_replica < 0:
+        raise UsageError("serve.gpus_per_replica and serve.cpus_per_replica must be >= 0")
+    predictor = generator = None
+    if cfg_checkpoint:
+        kind, _ = _checkpoint_kind(cfg_checkpoint)
+        if kind == "predictor":
+            predictor = cfg_checkpoint
+        else:
+            generator = cfg_checkpoint
+    if s.generator:
+        kind, _ = _checkpoint_kind(s.generator)
+        if kind != "generator":
+            raise UsageError(f"serve.generator={s.generator}: not a generator checkpoint")
+        if generator:
+            raise UsageError(
+                "checkpoint= is a generator already: serve.generator adds a generator only "
+                "beside a predictor checkpoint"
+            )
+        generator = s.generator
+    if predictor is None and generator is None:
+        raise UsageError("missing required key 'checkpoint' (add checkpoint=...)")
+    return predictor, generator, token
+
+
+def start(cfg_checkpoint: str | None, s: ServeConfig) -> tuple[str, dict[str, Any]]:
+    """Start the Serve application (Ray must be initialised); returns (URL, hosted models)."""
+    from ray import serve
+
+    predictor, generator, token = plan(cfg_checkpoint, s)
+    app = build_app(predictor, generator, s, token)
+    serve.start(http_options={"host": s.host, "port": s.port})
+    serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
+    host = f"[{s.host}]" if ":" in s.host else s.host
+    models = {"predictor": predictor, "generator": generator}
+    return f"http://{host}:{s.port}", models
+
+
+def stop() -> None:
+    """Shut the Serve application and Serve itself down."""
+    from ray import serve
+
+    serve.shutdown()
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    s = typed(cfg.serve, ServeConfig, "serve")
+    ckpt = cfg.get("checkpoint") or None
+    if ckpt is None and not s.generator:
+        required(cfg, "checkpoint")
+    plan(ckpt, s)  # user mistakes before Ray starts
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=s.address, include_dashboard=False, log_to_driver=False)
+    url, models = start(ckpt, s)
+    hosted = ", ".join(f"{k} {v}" for k, v in models.items() if v)
+    print(f"serve: {hosted} on {url} (healthz, metrics, /v1/...); Ctrl-C stops", file=sys.stderr)
+    t0 = time.time()
+    result: dict[str, Any] = {"stage": "serve", "url": url, **models}
+    try:
+        while s.seconds is None or time.time() - t0 < s.seconds:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        try:
+            token = s.token or os.environ.get("FRAMECAST_TOKEN") or None
+            result["metrics"] = Client(url.replace("0.0.0.0", "127.0.0.1"), token).metrics()
+        except (ServeClientError, OSError):
+            pass
+        stop()
+    result["seconds"] = round(time.time() - t0, 3)
+    write_result(cfg, result, None)
+    return result

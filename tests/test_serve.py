@@ -1,0 +1,320 @@
+"""`framecast serve`: input parsing (unit), and one Ray Serve app on loopback shared by the
+integration tests (sessions, batches, PNG/JPEG, WebSocket, bad input, token, expiry, generator,
+a bounded load test with per-session isolation)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.lstm_autoencoder import LSTMAutoencoderTask
+from models.mocogan import MoCoGANTask
+from pipeline import checkpoint
+from pipeline.config import UsageError
+from pipeline.serve import BadInput, Client, ServeClientError, ServeConfig, parse_frames
+
+SIZE, CH = 16, 1
+TOKEN = "s3cret-token"
+
+
+def tiny_predictor(path: Path) -> str:
+    torch.manual_seed(0)
+    task = LSTMAutoencoderTask(frame_size=SIZE, channels=CH, context=4, horizon=3, hidden=32)
+    checkpoint.save(path, task, task.make_optimizers(), 1, {})
+    return str(path)
+
+
+def tiny_generator(path: Path) -> str:
+    torch.manual_seed(0)
+    task = MoCoGANTask(
+        frame_size=16,
+        channels=3,
+        length=4,
+        dim_content=8,
+        dim_motion=4,
+        dim_noise=4,
+        gen_channels=8,
+        disc_channels=8,
+        num_categories=2,
+    )
+    checkpoint.save(path, task, task.make_optimizers(), 1, {})
+    return str(path)
+
+
+def png(arr: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- unit: parsing
+def test_parse_frames_raw_png_json_and_errors() -> None:
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (3, SIZE, SIZE, CH), dtype=np.uint8)
+    raw = parse_frames(frames.tobytes(), "application/octet-stream", SIZE, CH, None, 8)
+    np.testing.assert_array_equal(raw, frames)
+    one = parse_frames(png(frames[0]), "image/png", SIZE, CH, None, 8)
+    np.testing.assert_array_equal(one[0], frames[0])
+    body = json.dumps({"frames": [base64.b64encode(png(f)).decode() for f in frames]}).encode()
+    np.testing.assert_array_equal(parse_frames(body, "application/json", SIZE, CH, None, 8), frames)
+
+    def status(body: bytes, ctype: str, shape: str | None = None, max_batch: int = 8) -> int:
+        with pytest.raises(BadInput) as e:
+            parse_frames(body, ctype, SIZE, CH, shape, max_batch)
+        assert str(e.value)  # a message, not a traceback
+        return e.value.status
+
+    assert status(b"", "application/octet-stream") == 400
+    assert status(b"\x00" * 100, "application/octet-stream") == 422  # not whole frames
+    assert status(b"garbage!", "image/png") == 400
+    rgb = np.zeros((SIZE, SIZE, 3), np.uint8)
+    assert status(png(rgb), "image/png") == 422  # wrong channels
+    assert status(png(np.zeros((8, 8, 1), np.uint8)), "image/png") == 422  # wrong size
+    assert status(frames.tobytes(), "text/plain") == 415
+    assert status(frames.tobytes(), "application/octet-stream", max_batch=2) == 413
+    assert status(rgb.tobytes(), "application/octet-stream", f"1,{SIZE},{SIZE},3") == 422
+    assert status(b"{", "application/json") == 400
+
+
+def test_non_loopback_needs_token(tmp_path: Path) -> None:
+    from pipeline.serve import start
+
+    with pytest.raises(UsageError, match="token"):
+        start(tiny_predictor(tmp_path / "p.pt"), ServeConfig(host="0.0.0.0"))
+
+
+# --------------------------------------------------------------------------- the served app
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(ray_local, tmp_path_factory):
+    from pipeline import serve as fserve
+
+    d = tmp_path_factory.mktemp("serve")
+    pred, gen = tiny_predictor(d / "pred.pt"), tiny_generator(d / "gen.pt")
+    s = ServeConfig(
+        port=free_port(),
+        token=TOKEN,
+        cpus_per_replica=0.5,
+        idle_seconds=2.0,
+        horizon=3,
+        generator=gen,
+        max_batch=16,
+    )
+    url, models = fserve.start(pred, s)
+    deadline = time.time() + 90
+    client = Client(url, TOKEN, timeout=30)
+    while True:
+        try:
+            client.healthz()
+            break
+        except ServeClientError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.5)
+    yield {"url": url, "pred": pred, "gen": gen}
+    fserve.stop()
+
+
+def expected(pred_ckpt: str, frames: np.ndarray, horizon: int) -> np.ndarray:
+    """In-process prediction after `frames` (N, H, W, C): what the server must return."""
+    from pipeline.stream import LocalPredictor, load_predictor
+
+    model, device, _ = load_predictor(pred_ckpt, "cpu")
+    p = LocalPredictor(model, device)
+    for f in frames[:-1]:
+        p.push(f, 1)
+    return p.push(frames[-1], horizon)
+
+
+@pytest.mark.slow
+def test_sessions_batches_formats_and_isolation(server) -> None:
+    c = Client(server["url"], TOKEN)
+    assert c.healthz()["status"] == "ok"
+    rng = np.random.default_rng(1)
+    a = c.session()
+    b = c.session()
+    assert (a.frame_size, a.channels) == (SIZE, CH) and a.id != b.id
+    fa = rng.integers(0, 256, (5, SIZE, SIZE, CH), dtype=np.uint8)
+    fb = rng.integers(0, 256, (5, SIZE, SIZE, CH), dtype=np.uint8)
+    out_a = out_b = None
+    for i in range(5):  # interleaved: each session sees only its own frames
+        out_a = a.push(fa[i], 3)
+        out_b = b.push(fb[i], 3)
+    assert out_a.shape == (3, SIZE, SIZE, CH)
+    assert np.abs(out_a.astype(int) - expected(server["pred"], fa, 3)).max() <= 1
+    assert np.abs(out_b.astype(int) - expected(server["pred"], fb, 3)).max() <= 1
+    # a batch of frames in one request equals one at a time
+    batch = c.session()
+    out = batch.push(fa, 3)
+    assert np.abs(out.astype(int) - out_a.astype(int)).max() <= 1
+    # PNG in, PNG strip out; JSON out
+    _, hdrs, body = c.request(
+        "POST",
+        f"/v1/sessions/{a.id}/frames",
+        png(fa[0]),
+        {"Content-Type": "image/png"},
+        {"horizon": 2, "out": "png"},
+    )
+    assert body[:8] == b"\x89PNG\r\n\x1a\n" and hdrs["x-frames-seen"] == "6"
+    _, _, body = c.request(
+        "POST", f"/v1/sessions/{a.id}/frames", fa[0].tobytes(), {}, {"out": "json"}
+    )
+    assert len(json.loads(body)["frames"]) == 3
+    for s in (a, b, batch):
+        s.close()
+
+
+@pytest.mark.slow
+def test_bad_input_is_4xx_and_others_keep_working(server) -> None:
+    c = Client(server["url"], TOKEN)
+    good = c.session()
+    frame = np.full((SIZE, SIZE, CH), 128, np.uint8)
+    good.push(frame, 1)
+    sid = c.session().id
+    cases = [
+        (b"\xde\xad\xbe\xef" * 7, "application/octet-stream", 422),  # garbage / wrong size
+        (b"garbage", "image/jpeg", 400),
+        (png(np.zeros((SIZE, SIZE, 3), np.uint8)), "image/png", 422),  # wrong channels
+        (png(np.zeros((SIZE * 2, SIZE * 2, 1), np.uint8)), "image/png", 422),  # wrong size
+        (b"", "application/octet-stream", 400),
+    ]
+    for body, ctype, code in cases:
+        with pytest.raises(ServeClientError) as e:
+            c.request("POST", f"/v1/sessions/{sid}/frames", body, {"Content-Type": ctype})
+        assert e.value.status == code, str(e.value)
+        assert len(str(e.value)) < 300
+    with pytest.raises(ServeClientError) as e:
+        c.request("POST", "/v1/sessions/0-nope/frames", frame.tobytes())
+    assert e.value.status == 404 and "no such session" in str(e.value)
+    with pytest.raises(ServeClientError) as e:
+        c.request("POST", f"/v1/sessions/{sid}/frames", frame.tobytes(), query={"horizon": -1})
+    assert e.value.status == 400
+    # missing and wrong token: 401; healthz stays open
+    for tok in (None, "wrong"):
+        anon = Client(server["url"], tok)
+        assert anon.healthz()["status"] == "ok"
+        with pytest.raises(ServeClientError) as e:
+            anon.session()
+        assert e.value.status == 401 and "token" in str(e.value)
+    # the good session still works after all that
+    assert good.push(frame, 2).shape == (2, SIZE, SIZE, CH)
+    m = c.metrics()
+    assert m["errors"].get("422", 0) >= 3 and m["errors"].get("401", 0) >= 2
+    good.close()
+
+
+@pytest.mark.slow
+def test_websocket_stream_and_errors(server) -> None:
+    from websockets.sync.client import connect
+
+    c = Client(server["url"], TOKEN)
+    s = c.session()
+    ws_url = server["url"].replace("http://", "ws://") + f"/v1/sessions/{s.id}/ws"
+    frames = np.random.default_rng(2).integers(0, 256, (4, SIZE, SIZE, CH), dtype=np.uint8)
+    with connect(f"{ws_url}?horizon=2&token={TOKEN}", open_timeout=30) as ws:
+        ws.send(b"bad bytes")
+        err = json.loads(ws.recv(timeout=30))
+        assert err["status"] == 422 and "frames" in err["error"]
+        ws.send('{"horizon": 3}')
+        assert json.loads(ws.recv(timeout=30)) == {"horizon": 3}
+        outs = []
+        for f in frames:  # send and wait: no drops
+            ws.send(f.tobytes())
+            outs.append(ws.recv(timeout=30))
+    last = np.frombuffer(outs[-1], np.uint8).reshape(3, SIZE, SIZE, CH)
+    assert np.abs(last.astype(int) - expected(server["pred"], frames, 3)).max() <= 1
+    with pytest.raises(Exception):  # noqa: B017 - any rejection of the handshake
+        with connect(f"{ws_url}?token=wrong", open_timeout=30) as ws:
+            ws.recv(timeout=10)
+    s.close()
+
+
+@pytest.mark.slow
+def test_idle_sessions_expire(server) -> None:
+    c = Client(server["url"], TOKEN)
+    s = c.session()
+    s.push(np.zeros((SIZE, SIZE, CH), np.uint8), 1)
+    time.sleep(3.5)  # idle_seconds=2, swept every 0.5 s
+    with pytest.raises(ServeClientError) as e:
+        s.push(np.zeros((SIZE, SIZE, CH), np.uint8), 1)
+    assert e.value.status == 404 and "expired" in str(e.value)
+    assert c.metrics()["sessions_expired"] >= 1
+
+
+@pytest.mark.slow
+def test_generate_streams_videos(server) -> None:
+    import av
+
+    c = Client(server["url"], TOKEN)
+    vids = c.generate(count=2, length=4, seed=3, fix="content", category=1, format="mp4")
+    assert [v["index"] for v in vids] == [0, 1]
+    for v in vids:
+        with av.open(io.BytesIO(v["data"])) as f:
+            assert sum(1 for _ in f.decode(video=0)) == 4
+    again = c.generate(count=1, length=4, seed=3, fix="content", category=1)
+    assert again[0]["data"] == vids[0]["data"]  # same seed, same video
+    with pytest.raises(ServeClientError) as e:
+        c.generate(count=1, length=4, category=7)
+    assert e.value.status == 400 and "categor" in str(e.value)
+
+
+@pytest.mark.slow
+def test_load_bounded_sessions_isolated(server) -> None:
+    """Scaled-down load test (the full 50 x 10 fps x 30 s is `bench/stream.py --serve-load`):
+    N concurrent sessions at F fps for S seconds; every session gets its own frames back."""
+    from bench.stream import serve_load
+
+    out = serve_load(server["url"], TOKEN, sessions=6, fps=5, seconds=3, check=server["pred"])
+    assert out["errors"] == 0, out
+    assert out["mismatched_sessions"] == 0
+    assert out["requests"] >= 6 * 5 * 3 * 0.5
+    c = Client(server["url"], TOKEN)
+    assert c.metrics()["sessions"] == 0  # every load session was closed
+
+
+def test_serve_stage_usage_errors(tmp_path: Path) -> None:
+    from pipeline.cli import main
+
+    assert main(["serve"]) == 2
+    ckpt = tiny_predictor(tmp_path / "p.pt")
+    assert main(["serve", f"checkpoint={ckpt}", "serve.host=0.0.0.0"]) == 2
+
+
+@pytest.mark.slow
+def test_stream_stage_against_running_serve(server, tmp_path: Path) -> None:
+    """`framecast stream stream.server=URL`: the model runs in serve, the session is closed."""
+    from pipeline.cli import main
+
+    report = tmp_path / "r.json"
+    rc = main(
+        [
+            "stream",
+            "source='lavfi:testsrc2=size=320x240:rate=30'",
+            f"stream.server='{server['url']}'",
+            f"stream.token={TOKEN}",
+            "stream.max_frames=15",
+            "stream.port=0",
+            f"report={report}",
+        ]
+    )
+    assert rc == 0
+    r = json.loads(report.read_text())
+    assert r["server"] == server["url"] and r["frames_processed"] >= 1
+    assert r["frames_processed"] + r["frames_dropped"] == 15
+    assert Client(server["url"], TOKEN).metrics()["sessions"] == 0
+    assert main(["stream", "source='lavfi:testsrc2'", "stream.server=http://127.0.0.1:9"]) == 2
