@@ -38,14 +38,13 @@ def make_checkpoint(model: str, path: str, **overrides: Any) -> dict[str, Any]:
     import torch
     from omegaconf import OmegaConf
 
-    from models import build_task
     from pipeline import checkpoint
 
     root = Path(__file__).resolve().parents[1] / "configs" / "model"
     cfg = OmegaConf.to_container(OmegaConf.load(root / f"{model}.yaml"), resolve=True)
     cfg.update(overrides)
     torch.manual_seed(0)
-    task = build_task(**cfg)
+    task = checkpoint.build(cfg)
     checkpoint.save(path, task, {}, 0, {})
     return cfg
 

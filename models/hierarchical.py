@@ -55,16 +55,14 @@ pixel centres at integers), NaN where missing.
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.task import TrainingTask, UpdateFn
+from models.task import MissingWeights, TrainingTask, UpdateFn
 
 LSTMState = tuple[Tensor, Tensor]
 
@@ -105,6 +103,7 @@ PENN_LIMBS: tuple[tuple[int, int], ...] = (
 COCO_TO_PENN: tuple[int, ...] = (0, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16)
 KEYPOINTRCNN_FILE = "keypointrcnn_resnet50_fpn_coco-fc266e95.pth"
 KEYPOINTRCNN_URL = f"https://download.pytorch.org/models/{KEYPOINTRCNN_FILE}"
+VGG16_FILE = "vgg16-397923af.pth"
 
 
 @dataclass
@@ -423,21 +422,23 @@ class KeypointDetector(nn.Module):
         return soft_argmax(self.net(frames), self.stride)
 
 
-class MissingWeights(ValueError):
-    """Pretrained weights the user must supply are not on disk (a usage error)."""
+def missing_weights(name: str, given: str | None, default: str | None) -> MissingWeights:
+    """The error for pretrained weights not on disk: what to download and where to put it.
 
-
-def keypointrcnn_weights_path(path: str | None) -> Path:
-    """The Keypoint R-CNN weights file: `path`, else torch hub's cache; a clear error if absent."""
-    hub = Path(torch.hub.get_dir()) / "checkpoints" / KEYPOINTRCNN_FILE
-    candidate = Path(os.path.expanduser(path)) if path else hub
-    if candidate.is_file():
-        return candidate
-    where = f"model.keypointrcnn_weights={path} does not exist" if path else "no weights found"
-    raise MissingWeights(
+    `name`: "keypointrcnn" or "features"; `given`: the user's option (a path, or None);
+    `default`: where the Keypoint R-CNN file was looked for when `given` is None."""
+    if name == "features":
+        return MissingWeights(
+            f"model.feature_weights={given} does not exist: give the path of torchvision's "
+            f"VGG16 ImageNet weights ({VGG16_FILE} from https://download.pytorch.org/"
+            "models/), or set model.feature_weights=null to train without the feature loss"
+        )
+    where = f"model.keypointrcnn_weights={given} does not exist" if given else "no weights found"
+    put = f"put it at {default}" if default else "put it in PyTorch Hub's checkpoints directory"
+    return MissingWeights(
         f"model.structure=keypointrcnn needs torchvision's Keypoint R-CNN weights ({where}). "
-        f"Download {KEYPOINTRCNN_URL} on a machine with internet access and either put it at "
-        f"{hub} or pass its path as model.keypointrcnn_weights=/path/to/{KEYPOINTRCNN_FILE}. "
+        f"Download {KEYPOINTRCNN_URL} on a machine with internet access and either {put} "
+        f"or pass its path as model.keypointrcnn_weights=/path/to/{KEYPOINTRCNN_FILE}. "
         "Without labels, use model.structure=learned instead."
     )
 
@@ -446,13 +447,12 @@ class KeypointRCNNDetector(nn.Module):
     """Frozen torchvision Keypoint R-CNN: frames (N, 3, H, W) in [0, 1] -> (N, 13, 2) Penn
     joints (x, y) of the highest-scoring person; NaN where nobody scores >= `min_score`."""
 
-    def __init__(self, weights: str | None, min_score: float = 0.5) -> None:
+    def __init__(self, state_dict: dict[str, Tensor], min_score: float = 0.5) -> None:
         super().__init__()
         from torchvision.models.detection import keypointrcnn_resnet50_fpn
 
-        path = keypointrcnn_weights_path(weights)
         model = keypointrcnn_resnet50_fpn(weights=None, weights_backbone=None)
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        model.load_state_dict(state_dict)
         self.model = model.eval().requires_grad_(False)
         self.min_score = min_score
 
@@ -472,21 +472,15 @@ class KeypointRCNNDetector(nn.Module):
 
 
 class VGGFeatures(nn.Module):
-    """Frozen VGG16 up to relu3_3, for the feature (perceptual) loss; weights from a user file."""
+    """Frozen VGG16 up to relu3_3, for the feature (perceptual) loss; `state_dict`: the
+    ImageNet weights of torchvision's vgg16 (loaded from the user's file by the pipeline)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, state_dict: dict[str, Tensor]) -> None:
         super().__init__()
         from torchvision.models import vgg16
 
-        file = Path(os.path.expanduser(path))
-        if not file.is_file():
-            raise MissingWeights(
-                f"model.feature_weights={path} does not exist: give the path of torchvision's "
-                "VGG16 ImageNet weights (vgg16-397923af.pth from https://download.pytorch.org/"
-                "models/), or set model.feature_weights=null to train without the feature loss"
-            )
         vgg = vgg16(weights=None)
-        vgg.load_state_dict(torch.load(file, map_location="cpu", weights_only=True))
+        vgg.load_state_dict(state_dict)
         self.features = vgg.features[:16].eval().requires_grad_(False)
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
@@ -631,9 +625,28 @@ class HierarchicalTask(TrainingTask):
     Networks: "pose", "generator", "detector" (landmarks, learned), "discriminator" (when
     adversarial_weight > 0). Optimisers: "pose" (pose_lr), "generator" (generator + detector),
     "discriminator". A batch is {"frames", "keypoints"} for landmarks, else frames only.
+
+    `pretrained` (not an option: never in `config()`) holds the state dicts of the frozen
+    networks the options need, by the names of `pretrained_files`; `pipeline.checkpoint.build`
+    loads them from the user's files.
     """
 
-    def __init__(self, **options: Any) -> None:
+    default_files = {"keypointrcnn": KEYPOINTRCNN_FILE}  # in PyTorch Hub's checkpoint cache
+
+    @staticmethod
+    def pretrained_files(options: dict[str, Any]) -> dict[str, str | None]:
+        files: dict[str, str | None] = {}
+        if options.get("structure") == "keypointrcnn":
+            files["keypointrcnn"] = options.get("keypointrcnn_weights")
+        if options.get("feature_weights"):
+            files["features"] = options["feature_weights"]
+        return files
+
+    missing_weights = staticmethod(missing_weights)
+
+    def __init__(
+        self, *, pretrained: dict[str, dict[str, Tensor]] | None = None, **options: Any
+    ) -> None:
         known = [f.name for f in fields(HierarchicalConfig)]
         unknown = sorted(set(options) - set(known))
         if unknown:
@@ -641,6 +654,10 @@ class HierarchicalTask(TrainingTask):
                 f"unknown hierarchical option(s): {', '.join(unknown)} (known: {', '.join(known)})"
             )
         self.cfg = cfg = HierarchicalConfig(**options)
+        pretrained = pretrained or {}
+        for name, given in self.pretrained_files(options).items():
+            if name not in pretrained:
+                raise missing_weights(name, given, None)
         self.clip_length = cfg.context + cfg.horizon
         self.needs_keypoints = cfg.structure == "landmarks"
         pose_channels = cfg.num_keypoints + len(cfg.limb_pairs)
@@ -652,18 +669,18 @@ class HierarchicalTask(TrainingTask):
             nets["discriminator"] = PairDiscriminator(
                 cfg.channels, pose_channels, cfg.disc_channels
             )
-        # Frozen pretrained networks live outside `networks`: not checkpointed, loaded from the
-        # user's files on every build (they are moved to the batch's device on use).
+        # Frozen pretrained networks live outside `networks`: not checkpointed, built from the
+        # user's weights on every build (they are moved to the batch's device on use).
         self.frozen_detector: nn.Module | None = None
         if cfg.structure == "keypointrcnn":
             self.frozen_detector = KeypointRCNNDetector(
-                cfg.keypointrcnn_weights, cfg.keypointrcnn_score
+                pretrained["keypointrcnn"], cfg.keypointrcnn_score
             )
         else:
             nets["detector"] = KeypointDetector(
                 cfg.channels, cfg.num_keypoints, cfg.detector_channels
             )
-        self.feature_net = VGGFeatures(cfg.feature_weights) if cfg.feature_weights else None
+        self.feature_net = VGGFeatures(pretrained["features"]) if cfg.feature_weights else None
         self.networks = nn.ModuleDict(nets)
 
     # ------------------------------------------------------------------ optimisers
@@ -846,7 +863,7 @@ __all__ = [
     "from_unit",
     "gaussian_maps",
     "heatmap_keypoints",
-    "keypointrcnn_weights_path",
+    "missing_weights",
     "last_seen",
     "masked_l2",
     "soft_argmax",

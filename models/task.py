@@ -19,6 +19,10 @@ from torch import nn
 UpdateFn = Callable[[torch.Tensor, str], None]
 
 
+class MissingWeights(ValueError):
+    """Pretrained weights the user must supply are not on disk (a usage error)."""
+
+
 class TrainingTask:
     """Base class of a family's training task.
 
@@ -39,6 +43,25 @@ class TrainingTask:
     needs_keypoints: bool = False
     # How many categories the task was built for (0: none); the trainer checks the data has them.
     num_categories: int = 0
+
+    # Frozen pretrained networks (not checkpointed; the user supplies their weights files).
+    # Models never read files: `pipeline.checkpoint.build` asks `pretrained_files(options)`
+    # which ones the options need, loads each file's state dict and passes them to the
+    # constructor as `pretrained={name: state_dict}`. A name whose option is unset (None) is
+    # looked up in PyTorch Hub's checkpoint cache under `default_files[name]`, if it has one.
+    default_files: dict[str, str] = {}
+
+    @staticmethod
+    def pretrained_files(options: dict[str, Any]) -> dict[str, str | None]:
+        """name -> the option's value (the user's weights file, or None) for each frozen
+        pretrained network that these options need. Default: none."""
+        return {}
+
+    @staticmethod
+    def missing_weights(name: str, given: str | None, default: str | None) -> MissingWeights:
+        """The error for weights `name` not found (`given`: the option, `default`: where the
+        default file was looked for, if anywhere); families override it to say how to get them."""
+        return MissingWeights(f"pretrained weights '{name}' not found ({given or default})")
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Optimisers by name; the names are the ones `training_step` passes to `update`."""

@@ -6,6 +6,7 @@ Everything in a checkpoint is a tensor or a plain Python value, so it loads with
 
 from __future__ import annotations
 
+import importlib
 import os
 import random
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from models import TrainingTask, build_task
+from models import TASKS, TrainingTask, build_task
 from pipeline.config import UsageError
 
 FORMAT = "framecast-checkpoint/1"
@@ -90,9 +91,34 @@ def load(path: str | os.PathLike[str], map_location: str | torch.device = "cpu")
     return ckpt
 
 
+def build(options: dict[str, Any]) -> TrainingTask:
+    """Build the task of `options` (a model config: `name` and the family's options), loading
+    the frozen pretrained weights it needs from the user's files (`pretrained_files`).
+
+    Models never read files; this is the one place that builds a task for the pipeline. A
+    weights file that is not on disk raises the family's `MissingWeights` (a ValueError).
+    """
+    name = options.get("name")
+    if name not in TASKS:
+        return build_task(**options)  # its KeyError names the known models
+    module_name, class_name = TASKS[name].split(":")
+    cls: type[TrainingTask] = getattr(importlib.import_module(module_name), class_name)
+    pretrained: dict[str, Any] = {}
+    for key, given in cls.pretrained_files(options).items():
+        default = cls.default_files.get(key)
+        hub = Path(torch.hub.get_dir()) / "checkpoints" / default if default else None
+        path = Path(os.path.expanduser(given)) if given else hub
+        if path is None or not path.is_file():
+            raise cls.missing_weights(key, given, None if hub is None else str(hub))
+        pretrained[key] = torch.load(path, map_location="cpu", weights_only=True)
+    if not pretrained:
+        return build_task(**options)
+    return build_task(**options, pretrained=pretrained)
+
+
 def restore_task(ckpt: dict[str, Any], device: str | torch.device = "cpu") -> TrainingTask:
     """Rebuild the task recorded in a checkpoint and load its weights."""
-    task = build_task(**ckpt["model_config"])
+    task = build(ckpt["model_config"])
     for name, state in ckpt["networks"].items():
         task.networks[name].load_state_dict(state)
     task.networks.to(device)

@@ -24,6 +24,7 @@ from models.hierarchical import (
     to_unit,
 )
 from models.metrics import PCKAccumulator, body_size, pck, sharpness
+from pipeline import checkpoint
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -276,7 +277,10 @@ def test_options_are_checked() -> None:
     with pytest.raises(ValueError, match="multiple of 8"):
         build_task("hierarchical", frame_size=20)
     with pytest.raises(MissingWeights, match="model.feature_weights=/no/vgg.pth"):
-        build_task("hierarchical", feature_weights="/no/vgg.pth", **TINY)
+        checkpoint.build({"name": "hierarchical", "feature_weights": "/no/vgg.pth", **TINY})
+    with pytest.raises(MissingWeights, match="model.feature_weights=vgg.pth"):
+        build_task("hierarchical", feature_weights="vgg.pth", **TINY)  # no `pretrained` given
+    assert "pretrained" not in build_task("hierarchical", **TINY).config()
 
 
 def test_keypointrcnn_without_weights_says_where_to_put_them(
@@ -284,14 +288,20 @@ def test_keypointrcnn_without_weights_says_where_to_put_them(
 ) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     with pytest.raises(MissingWeights) as err:
-        build_task("hierarchical", structure="keypointrcnn", **TINY)
+        checkpoint.build({"name": "hierarchical", "structure": "keypointrcnn", **TINY})
     message = str(err.value)
     assert "keypointrcnn_resnet50_fpn_coco-fc266e95.pth" in message
     assert "https://download.pytorch.org/models/" in message
     assert "model.keypointrcnn_weights=" in message
     assert str(tmp_path / "torch" / "hub" / "checkpoints") in message
     with pytest.raises(MissingWeights, match="/no/rcnn.pth does not exist"):
-        build_task("hierarchical", structure="keypointrcnn", keypointrcnn_weights="/no/rcnn.pth")
+        checkpoint.build(
+            {
+                "name": "hierarchical",
+                "structure": "keypointrcnn",
+                "keypointrcnn_weights": "/no/rcnn.pth",
+            }
+        )
     # through the CLI it is a usage error (one clear line, no traceback)
     from pipeline.cli import main
 
@@ -307,8 +317,32 @@ def test_keypointrcnn_without_weights_says_where_to_put_them(
     assert code != 0
 
 
-# ---------------------------------------------------------------------------------------------
-# Metrics on known inputs
+def test_build_loads_pretrained_files_and_passes_them_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pipeline.checkpoint.build reads the weights files (the option's path, else torch hub's
+    cache) and hands the state dicts to the frozen networks; models read no files."""
+    import models.hierarchical as hierarchical
+
+    seen: dict[str, dict[str, torch.Tensor]] = {}
+
+    class Fake(torch.nn.Module):
+        def __init__(self, key: str, state: dict[str, torch.Tensor], *args: object) -> None:
+            super().__init__()
+            seen[key] = state
+
+    monkeypatch.setattr(hierarchical, "VGGFeatures", lambda s: Fake("features", s))
+    monkeypatch.setattr(hierarchical, "KeypointRCNNDetector", lambda s, m: Fake("rcnn", s))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    torch.save({"w": torch.arange(3.0)}, hub / hierarchical.KEYPOINTRCNN_FILE)
+    torch.save({"v": torch.ones(2)}, tmp_path / "vgg.pth")
+    options = {"name": "hierarchical", "structure": "keypointrcnn", **TINY}
+    task = checkpoint.build({**options, "feature_weights": str(tmp_path / "vgg.pth")})
+    assert seen["rcnn"]["w"].tolist() == [0.0, 1.0, 2.0]
+    assert seen["features"]["v"].tolist() == [1.0, 1.0]
+    assert "pretrained" not in task.config() and task.config()["structure"] == "keypointrcnn"
 
 
 def test_pck_and_body_size_on_known_poses() -> None:
@@ -456,7 +490,12 @@ def test_training_through_the_generic_trainer_loop_gives_keypoints(tmp_path: Pat
     import models
 
     models.TASKS["hierarchical_spy"] = f"{__name__}:_SpyHolder"
-    globals()["_SpyHolder"] = lambda **o: Spy(**{**o, "name": "hierarchical"})
+
+    class SpyHolder(Spy):  # a registered task class (the registry names classes)
+        def __init__(self, **o) -> None:  # noqa: ANN003
+            super().__init__(**{**o, "name": "hierarchical"})
+
+    globals()["_SpyHolder"] = SpyHolder
     try:
         job = {
             "store": url,
