@@ -141,7 +141,14 @@ def main() -> None:
         encode_all((frames[:2], fmt, str(work / "warm")))
         import ray
 
-        ray.init(num_cpus=os.cpu_count() or 2, include_dashboard=False, log_to_driver=False)
+        from pipeline.cluster import LOCAL_NODE_IP
+
+        ray.init(
+            num_cpus=os.cpu_count() or 2,
+            include_dashboard=False,
+            log_to_driver=False,
+            _node_ip_address=LOCAL_NODE_IP,
+        )
         best: dict[str, float] = {}
 
         def keep(name: str, rate: float) -> None:

@@ -228,7 +228,14 @@ def main() -> None:
     files = generate(workdir / "videos")
     total = sum(n for _, _, n in files)
     print(f"{len(files)} files, {total} frames, {os.cpu_count()} CPUs, PyAV {av.__version__}")
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    from pipeline.cluster import LOCAL_NODE_IP
+
+    ray.init(
+        num_cpus=os.cpu_count(),
+        include_dashboard=False,
+        log_to_driver=False,
+        _node_ip_address=LOCAL_NODE_IP,
+    )
     stores = workdir / "stores"
     best: dict[str, float] = {}
     per_file: dict[tuple[str, str], float] = {}

@@ -175,7 +175,9 @@ def start_serve(ckpt: str, device: str) -> tuple[str, Any]:
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=False)
+        from pipeline.cluster import LOCAL_NODE_IP
+
+        ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address=LOCAL_NODE_IP)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -49,6 +49,7 @@ import torch
 from omegaconf import DictConfig
 
 from pipeline import checkpoint
+from pipeline.cluster import address_of
 from pipeline.config import StageFailed, UsageError, required, typed, write_json, write_result
 
 FORMATS = ("mp4", "gif", "webm", "npy")
@@ -333,19 +334,6 @@ def _write_manifest(path: Path, rows: list[dict[str, Any]]) -> None:
     os.replace(tmp, path)
 
 
-def _init_ray() -> bool:
-    """Connect to Ray (RAY_ADDRESS, or a new local instance); True when this call started it."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    kwargs: dict[str, Any] = {"log_to_driver": False}
-    if not os.environ.get("RAY_ADDRESS"):
-        kwargs["include_dashboard"] = False
-    ray.init(**kwargs)
-    return True
-
-
 def _one_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     tail = [ln for ln in text if ln.strip()][-1:] if text else []
@@ -366,8 +354,11 @@ def _run_ray(
     units: list,
     on_result,  # noqa: ANN001
     workers: int | None,
+    address: str | None = None,
 ) -> dict:
-    started = _init_ray()
+    from pipeline.cluster import ray_init
+
+    started = ray_init(address)  # cluster.address, $RAY_ADDRESS or a local instance
     import ray
 
     actors: list[Any] = []
@@ -583,7 +574,7 @@ def run(cfg: DictConfig) -> dict:
                 if g.backend == "local":
                     timing = _run_local(payload, opts, units, on_result)
                 else:
-                    timing = _run_ray(payload, opts, units, on_result, g.workers)
+                    timing = _run_ray(payload, opts, units, on_result, g.workers, address_of(cfg))
     _write_manifest(manifest, [r for r in rows if r["index"] in done])  # sorted, complete
 
     files: dict[str, str] = {"manifest": str(manifest)}

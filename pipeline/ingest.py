@@ -510,19 +510,6 @@ def _settings(opts: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _init_ray() -> bool:
-    """Connect to Ray (RAY_ADDRESS, or a new local instance); True when we started it."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    kwargs: dict[str, Any] = {"log_to_driver": False}
-    if not os.environ.get("RAY_ADDRESS"):
-        kwargs["include_dashboard"] = False
-    ray.init(**kwargs)
-    return True
-
-
 class WorkerPool:
     """Actors that each take the next video when free (two calls queued per actor, so an actor
     never waits for the driver). Videos are handed out largest first, for an even finish."""
@@ -624,7 +611,9 @@ def run(cfg: DictConfig) -> dict:
     frames = 0
     workers = 0
     if jobs:
-        started = _init_ray()
+        from pipeline.cluster import connect
+
+        started = connect(cfg)  # cluster.address, $RAY_ADDRESS or a local instance
         import ray
 
         pool = None

@@ -988,10 +988,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if ckpt is None and not s.generator:
         required(cfg, "checkpoint")
     plan(ckpt, s)  # user mistakes before Ray starts
-    import ray
+    from pipeline.cluster import ray_init
 
-    if not ray.is_initialized():
-        ray.init(address=s.address, include_dashboard=False, log_to_driver=False)
+    ray_init(s.address)  # serve.address, else $RAY_ADDRESS, else a private local instance
     url, models = start(ckpt, s)
     hosted = ", ".join(f"{k} {v}" for k, v in models.items() if v)
     print(f"serve: {hosted} on {url} (healthz, metrics, /v1/...); Ctrl-C stops", file=sys.stderr)

@@ -30,6 +30,8 @@ import re
 import secrets
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,7 +107,10 @@ class FrameStore:
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
         self.url = str(url)
         self.storage_options = dict(storage_options or {})
-        self.fs, self.root = fsspec.core.url_to_fs(self.url, **self.storage_options)
+        try:
+            self.fs, self.root = fsspec.core.url_to_fs(self.url, **self.storage_options)
+        except (ImportError, ValueError) as e:  # e.g. s3:// without s3fs, an unknown protocol
+            raise FrameStoreError(f"store {self.url}: {_one_line(e)}") from None
         self._local = "file" in _protocols(self.fs)
         self._entries: dict[str, VideoEntry] = {}
         self._arrays: dict[tuple[str, str], zarr.Array] = {}
@@ -118,24 +123,35 @@ class FrameStore:
     ) -> FrameStore:
         """Create a new store at `url` (or open an existing framecast store when `exist_ok`)."""
         store = cls(url, storage_options)
-        if store._exists():
-            if not exist_ok:
-                raise FrameStoreError(f"store {url} already exists")
-            return cls.open(url, storage_options)
-        store.fs.makedirs(store.root, exist_ok=True)
-        zarr.open_group(
-            store._zarr_store(),
-            mode="w-",
-            attributes={FORMAT_KEY: FORMAT_VERSION, "created": time.time()},
-        )
-        store.refresh()
+        with store._access("creating it"):
+            if store._exists():
+                if not exist_ok:
+                    raise FrameStoreError(f"store {url} already exists")
+                return cls.open(url, storage_options)
+            # Object stores: never create a bucket as a side effect (a typo would make one).
+            store._check_bucket()
+            store.fs.makedirs(store.root, exist_ok=True)
+            zarr.open_group(
+                store._zarr_store(),
+                mode="w-",
+                attributes={FORMAT_KEY: FORMAT_VERSION, "created": time.time()},
+            )
+            store.refresh()
         return store
 
     @classmethod
     def open(cls, url: str, storage_options: dict[str, Any] | None = None) -> FrameStore:
         """Open an existing store; a clear FrameStoreError if it is missing, foreign or too new."""
         store = cls(url, storage_options)
+        with store._access("opening it"):
+            store._open_checks()
+        return store
+
+    def _open_checks(self) -> None:
+        url = self.url
+        store = self
         if not store.fs.exists(store.root):
+            store._check_bucket()
             raise FrameStoreError(f"store {url} does not exist")
         if not store._exists():
             raise FrameStoreError(f"{url} is not a framecast store (no zarr.json at its root)")
@@ -152,7 +168,49 @@ class FrameStore:
                 f"{FORMAT_VERSION}"
             )
         store.refresh()
-        return store
+
+    # ------------------------------------------------------- object-store errors
+    def _bucket(self) -> str | None:
+        """The bucket (container) of an object-store URL; None for other file systems."""
+        if not set(_protocols(self.fs)) & _OBJECT_STORES:
+            return None
+        return self.root.strip("/").split("/", 1)[0] or None
+
+    def _check_bucket(self) -> None:
+        """A FrameStoreError when the URL's bucket does not exist (object stores only)."""
+        bucket = self._bucket()
+        if bucket is None:
+            return
+        try:
+            self.fs.info(bucket)
+        except FileNotFoundError:
+            raise FrameStoreError(
+                f"store {self.url}: bucket '{bucket}' does not exist (create it first; "
+                "framecast never creates buckets)"
+            ) from None
+        except PermissionError:
+            pass  # no right to look at the bucket itself: the object operations will tell
+
+    @contextmanager
+    def _access(self, action: str) -> Iterator[None]:
+        """Turn the storage's errors while `action` into one FrameStoreError naming the URL."""
+        try:
+            yield
+        except FrameStoreError:
+            raise
+        except PermissionError as e:
+            raise FrameStoreError(
+                f"store {self.url}: access denied while {action} ({_one_line(e)}); check the "
+                "credentials this process gets from its environment (AWS_ACCESS_KEY_ID / "
+                "AWS_PROFILE, GOOGLE_APPLICATION_CREDENTIALS, ...) and the bucket's policy"
+            ) from None
+        except Exception as e:
+            if _is_connection_error(e):
+                raise FrameStoreError(
+                    f"store {self.url}: cannot reach the storage while {action} "
+                    f"({_one_line(e)}); check the endpoint (AWS_ENDPOINT_URL) and the network"
+                ) from None
+            raise
 
     def _exists(self) -> bool:
         return self.fs.exists(self._key("zarr.json"))
@@ -522,6 +580,22 @@ def _check_frames(frames: np.ndarray) -> np.ndarray:
             f"frames must be uint8 (T, H, W, C), got {frames.dtype} with shape {frames.shape}"
         )
     return frames
+
+
+# fsspec protocols whose first path segment is a bucket (container) that must exist
+_OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "oci", "r2"}
+
+
+def _is_connection_error(e: BaseException) -> bool:
+    # botocore's EndpointConnectionError, aiohttp's ClientConnectorError, OSError's own ...
+    return isinstance(e, ConnectionError) or any(
+        "Connect" in c.__name__ or "Timeout" in c.__name__ for c in type(e).__mro__
+    )
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text[:300] + ("..." if len(text) > 300 else "")
 
 
 def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:

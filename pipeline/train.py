@@ -125,21 +125,19 @@ def run(cfg: DictConfig) -> dict:
 
 
 def _build(model_options: dict[str, Any]):  # noqa: ANN202
-    from models import build_task
-
     try:
-        return build_task(**model_options)
+        return checkpoint.build(model_options)
     except (TypeError, KeyError, ValueError) as e:
         raise UsageError(f"model: {e}") from None
 
 
 def _run_ray(job: dict[str, Any], t: TrainerConfig) -> dict[str, Any]:
-    import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=True)
+    from pipeline.cluster import address_of, ray_init
+
+    ray_init(address_of(job["config"]), log_to_driver=True)  # cluster.address or $RAY_ADDRESS
     use_gpu = t.device == "cuda" or (t.device == "auto" and torch.cuda.is_available())
     run_dir = Path(job["run_dir"]).resolve()
     trainer = TorchTrainer(

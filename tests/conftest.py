@@ -14,12 +14,22 @@ os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 
+from pipeline.cluster import LOCAL_NODE_IP  # noqa: E402
+
+
 @pytest.fixture(scope="session")
 def ray_local() -> Iterator[None]:
     """One local Ray instance shared by every test that needs Ray (never one per test)."""
     ray = pytest.importorskip("ray")
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        # 127.0.0.2: a loopback address Ray keeps (it rewrites 127.0.0.1 to the host's address,
+        # and tests must send traffic to loopback only)
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            _node_ip_address=LOCAL_NODE_IP,
+        )
     yield
     ray.shutdown()
 

@@ -1,0 +1,212 @@
+"""Cluster-path throughput, same run: Ray Train with 1 vs 2 workers, and ingest into an
+S3-compatible store vs a local disk store.
+
+    python bench/scaling.py [--steps 12] [--hidden 512] [--batch 128] [--videos 8] [--json PATH]
+
+Training: `framecast train data=moving_mnist model=lstm_autoencoder` (the composite FC-LSTM on
+64x64 Moving MNIST generated on the fly) on CPU, `trainer.backend=ray` with `trainer.workers=1`
+and then `=2`, the same global batch (each of 2 workers computes half of it; DDP averages the
+gradients), on one local Ray instance with 2 CPUs. Ray gives each 1-CPU worker one torch thread
+(OMP_NUM_THREADS=1), so the 2-worker row uses both cores and the 1-worker row one: the ratio is
+the scaling of the Ray path (the goal is >= 1.6x). samples/s = global batch x steps / time,
+from the steps' own timestamps in metrics.jsonl, the first `--warmup` steps excluded. The
+global batch matters: per-worker LSTM steps on small batches are bound by reading the weights,
+not by arithmetic (batch 16 costs 70% of batch 32 on one core here), so halving a small batch
+does not halve the step; `--batch 128` keeps each worker's half compute-bound. The load
+average of the machine before and after is written to the JSON: on a shared machine the
+2-worker row needs both cores free.
+
+Ingest: `framecast ingest` of `--videos` generated H.264 videos (PyAV) into a local store and
+into s3://bench/... on moto's S3 server started on 127.0.0.1 (credentials in the environment,
+as on a cluster), alternating twice; frames/s from the stage's result (the goal for S3 is
+>= 0.7x of local). moto is a Python server on the same two cores: a real object store adds
+network latency but takes no CPU from the decoders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import Table  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def train_rate(args, run_dir: Path, backend: str, workers: int) -> float:
+    from pipeline.cli import main
+
+    argv = [
+        "train",
+        "data=moving_mnist",
+        "model=lstm_autoencoder",
+        f"model.hidden={args.hidden}",
+        f"run_dir={run_dir}",
+        f"trainer.backend={backend}",
+        f"trainer.workers={workers}",
+        "trainer.device=cpu",
+        f"trainer.batch_size={args.batch}",
+        f"trainer.max_steps={args.steps}",
+        "trainer.log_every=1",
+        f"trainer.checkpoint_every={args.steps}",
+    ]
+    if main(argv) != 0:
+        raise SystemExit(f"framecast {' '.join(argv)} failed")
+    rows = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows = rows[args.warmup :]
+    seconds = rows[-1]["time"] - rows[0]["time"]
+    return args.batch * (len(rows) - 1) / seconds
+
+
+def make_videos(folder: Path, n: int, frames: int, size: int) -> None:
+    from pipeline.video import write_video
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        # moving gradients plus noise: compressible but not trivial to decode
+        t = np.arange(frames)[:, None, None]
+        y, x = np.mgrid[0:size, 0:size]
+        base = ((x[None] + y[None] + 4 * t) % 256).astype(np.uint8)
+        noise = rng.integers(0, 32, (frames, size, size), dtype=np.uint8)
+        video = np.repeat((base + noise)[..., None], 3, axis=-1)
+        write_video(str(folder / f"v{i}.mp4"), video, 25)
+
+
+class Moto:
+    def __init__(self, log: Path) -> None:
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        exe = Path(sys.executable).parent / "moto_server"
+        self.log = open(log, "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [str(exe), "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(self.endpoint, timeout=2).read()
+                break
+            except urllib.error.HTTPError:
+                break
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise SystemExit(f"moto server did not start (see {log})") from None
+                time.sleep(0.25)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+        self.log.close()
+
+
+def ingest_rate(source: Path, store: str, report: Path) -> float:
+    from pipeline.cli import main
+
+    argv = ["ingest", f"source={source}", f"store={store}", "ingest.size=64", f"report={report}"]
+    if main(argv) != 0:
+        raise SystemExit(f"framecast {' '.join(argv)} failed")
+    return float(json.loads(report.read_text())["frames_per_s"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--hidden", type=int, default=512)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--videos", type=int, default=8)
+    ap.add_argument("--frames", type=int, default=150)
+    ap.add_argument("--size", type=int, default=160)
+    ap.add_argument("--skip-train", action="store_true")
+    ap.add_argument("--skip-ingest", action="store_true")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # this local instance only
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    work = Path(tempfile.mkdtemp(prefix="fc-bench-scaling-"))
+    moto = None
+    import ray
+
+    try:
+        if not args.skip_ingest:
+            moto = Moto(work / "moto.log")
+            # The store's credentials reach the Ray workers through the environment.
+            os.environ.update(
+                AWS_ACCESS_KEY_ID="bench",
+                AWS_SECRET_ACCESS_KEY="bench",
+                AWS_ENDPOINT_URL=moto.endpoint,
+                AWS_DEFAULT_REGION="us-east-1",
+            )
+            import s3fs
+
+            s3fs.S3FileSystem(skip_instance_cache=True).mkdir("bench")
+            make_videos(work / "videos", args.videos, args.frames, args.size)
+        from pipeline.cluster import LOCAL_NODE_IP
+
+        ray.init(
+            num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address=LOCAL_NODE_IP
+        )
+
+        table = Table(
+            f"cluster path: Ray Train 1 vs 2 workers (composite FC-LSTM hidden {args.hidden}, "
+            f"batch {args.batch}, CPU), ingest S3 (moto) vs local disk"
+        )
+        extra: dict = {"args": vars(args), "cpus": os.cpu_count(), "load_before": os.getloadavg()}
+        if not args.skip_train:
+            one = train_rate(args, work / "ray1", "ray", 1)
+            two = train_rate(args, work / "ray2", "ray", 2)
+            table.add("train ray 1 worker", one, "samples/s")
+            table.add("train ray 2 workers", two, "samples/s", reference="train ray 1 worker")
+        if not args.skip_ingest:
+            local_rates, s3_rates = [], []
+            for i in range(2):
+                local_rates.append(
+                    ingest_rate(work / "videos", str(work / f"l{i}.zarr"), work / f"l{i}.json")
+                )
+                s3_rates.append(
+                    ingest_rate(work / "videos", f"s3://bench/s{i}.zarr", work / f"s{i}.json")
+                )
+            extra["ingest_local_runs"] = local_rates
+            extra["ingest_s3_runs"] = s3_rates
+            table.add("ingest local disk", statistics.mean(local_rates), "frames/s")
+            table.add(
+                "ingest s3 (moto)", statistics.mean(s3_rates), "frames/s", "ingest local disk"
+            )
+        extra["load_after"] = os.getloadavg()
+        table.print()
+        print(f"load average before {extra['load_before']}, after {extra['load_after']}")
+        table.write(args.json, **extra)
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        if moto is not None:
+            moto.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
