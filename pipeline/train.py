@@ -19,6 +19,7 @@ import math
 import os
 import random
 import time
+import uuid
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -103,6 +104,9 @@ def run(cfg: DictConfig) -> dict:
         model_options["lr"] = t.lr
     _build(model_options)  # unknown/mistyped model options fail here, as a usage error
     job = {
+        # identifies this invocation: a worker that Ray Train restarts after a failure finds
+        # its own run's last.pt and continues from it without trainer.resume=true
+        "run_id": uuid.uuid4().hex,
         "store": store,
         "data": data,
         "run_dir": str(run_dir),
@@ -208,10 +212,20 @@ def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, 
     task = _build(dict(job["model"]))
     task.networks.to(device)
     start_step = 0
-    resumed = t.resume and last.exists()
+    ckpt = None
+    if last.exists():
+        try:
+            ckpt = checkpoint.load(last, map_location=device)
+        except UsageError:
+            if t.resume:
+                raise
+            # a fresh run replaces whatever is there
+    same_run = ckpt is not None and ckpt.get("run_id") == job.get("run_id")
+    resumed = ckpt is not None and (t.resume or same_run)
+    if not resumed:
+        ckpt = None
     if t.resume and not last.exists() and rank == 0:
         print(f"trainer.resume=true but {last} does not exist: starting from step 0")
-    ckpt = checkpoint.load(last, map_location=device) if resumed else None
     if ckpt is not None:
         for name, state in ckpt["networks"].items():
             task.networks[name].load_state_dict(state)
@@ -284,7 +298,8 @@ def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, 
         persistent_workers=t.loader_workers > 0,
     )
 
-    extra = {"categories": list(dataset.categories)}  # label names, for generate and evaluate
+    # label names (for generate and evaluate) and the invocation, for restarts (see run())
+    extra = {"categories": list(dataset.categories), "run_id": job.get("run_id")}
     writer = _Logs(run_dir, start_step) if rank == 0 else None
     samples = 0
     wall0 = time.perf_counter()

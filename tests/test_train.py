@@ -182,3 +182,30 @@ def test_training_on_fresh_moving_mnist_sequences(tmp_path: Path) -> None:
     assert main(args) == 0
     result = json.loads((run / "train.json").read_text())
     assert result["steps"] == 3 and "on the fly" in result["store"]
+
+
+def test_a_restarted_worker_continues_its_own_run_only(tiny_store: str, tmp_path: Path) -> None:
+    """Ray Train re-runs the worker function after a failure with the same job: it must pick up
+    that run's last.pt by itself; a new invocation must not silently resume an old run."""
+    from dataclasses import asdict
+
+    from pipeline.train import TrainerConfig, train_loop
+
+    model = {"name": "lstm_autoencoder", "frame_size": 16, "hidden": 8, "context": 3, "horizon": 2}
+    trainer = asdict(TrainerConfig(max_steps=4, batch_size=4, checkpoint_every=2, log_every=1))
+    job = {
+        "run_id": "first",
+        "store": tiny_store,
+        "data": {"name": "store"},
+        "run_dir": str(tmp_path / "run"),
+        "trainer": trainer,
+        "model": model,
+        "config": {},
+    }
+    assert train_loop(job)["start_step"] == 0
+    restarted = {**job, "trainer": {**trainer, "max_steps": 6}}
+    result = train_loop(restarted)
+    assert result["resumed"] and result["start_step"] == 4 and result["steps"] == 6
+    fresh = {**restarted, "run_id": "second"}
+    result = train_loop(fresh)
+    assert not result["resumed"] and result["start_step"] == 0
