@@ -22,15 +22,7 @@ VIDEOS=${VIDEOS:-2000}           # stick-figure videos (10% held out), 80 frames
 DEVICE=${DEVICE:-cuda}           # DEVICE=cpu MINUTES=0.1 VIDEOS=20 EXTRA="model.pose_hidden=32" tries it on a CPU
 BATCH=${BATCH:-64}
 read -r -a EXTRA <<< "${EXTRA:-}"
-mkdir -p "$OUT"
-if [ -d .whl ] && ! python3 -c 'import zarr, av, hydra, fsspec' 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site:$PWD
-fi
-PY=${PY:-python3}
-fc() { "$PY" -m pipeline "$@"; }
-(nvidia-smi -L || echo "no nvidia-smi") > "$OUT/card.txt"
-cat "$OUT/card.txt"
+source bench/gpu/setup.sh  # wheels, PY, fc, $OUT/card.txt
 
 STORE="$OUT/figs.zarr"
 t0=$(date +%s)

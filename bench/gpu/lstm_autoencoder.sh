@@ -13,15 +13,7 @@ MINUTES=${MINUTES:-5}
 CELL=${CELL:-fc}
 DEVICE=${DEVICE:-cuda}          # DEVICE=cpu MINUTES=0.2 EXTRA="model.hidden=64" tries it on a CPU
 read -r -a EXTRA <<< "${EXTRA:-}"
-mkdir -p "$OUT"
-if [ -d .whl ] && ! python3 -c 'import zarr, av, hydra, fsspec' 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site:$PWD
-fi
-PY=${PY:-python3}
-fc() { "$PY" -m pipeline "$@"; }
-(nvidia-smi -L || echo "no nvidia-smi") > "$OUT/card.txt"
-cat "$OUT/card.txt"
+source bench/gpu/setup.sh  # wheels, PY, fc, $OUT/card.txt
 
 # Held-out sequences: two-digit Moving MNIST from the test digits (never seen in training).
 fc synth data=moving_mnist store="$OUT/mm.zarr" synth.num_videos=2000 data.test_fraction=0.5 \

@@ -13,14 +13,7 @@ OUT=${OUT:-out/gpu}
 SECONDS_RUN=${SECONDS_RUN:-20}
 DEVICE=${DEVICE:-cuda}          # DEVICE=cpu SECONDS_RUN=5 HIDDEN=512 tries it on a CPU
 HIDDEN=${HIDDEN:-2048}
-mkdir -p "$OUT"
-if [ -d .whl ] && ! python3 -c 'import zarr, av, hydra, fsspec, PIL' 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site:$PWD
-fi
-PY=${PY:-python3}
-(nvidia-smi -L || echo "no nvidia-smi") > "$OUT/card.txt"
-cat "$OUT/card.txt"
+source bench/gpu/setup.sh  # wheels, PY, fc, $OUT/card.txt
 EXTRA=()
 if [ "${SERVE:-0}" = 1 ]; then EXTRA+=(--serve); fi
 "$PY" bench/stream.py --model lstm_autoencoder --hidden "$HIDDEN" --device "$DEVICE" \
