@@ -10,7 +10,7 @@ import multiprocessing
 import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,7 @@ class ShapesConfig:
     name: str = "shapes"
     size: int = 64
     test_fraction: float = 0.1
+    radius: list[float] = field(default_factory=lambda: [0.08, 0.16])  # [min, max] x size
 
 
 @dataclass
@@ -152,7 +153,21 @@ def _shards(cfg: DictConfig, synth: SynthConfig) -> list[Shard]:
             raise UsageError(f"data.size={shapes.size}: frames must be at least 16x16")
         if not 0.0 <= shapes.test_fraction < 1.0:
             raise UsageError(f"data.test_fraction={shapes.test_fraction}: must be in [0, 1)")
-        return _split_shards(name, synth.num_videos, shapes.test_fraction, synth, size=shapes.size)
+        from pipeline.datasets.shapes import check_radius
+
+        try:
+            radius = check_radius(shapes.radius, shapes.size)
+        except ValueError as e:
+            where = f"data.radius={shapes.radius} (data.size={shapes.size})"
+            raise UsageError(f"{where}: {e}") from None
+        return _split_shards(
+            name,
+            synth.num_videos,
+            shapes.test_fraction,
+            synth,
+            size=shapes.size,
+            radius=radius,
+        )
     if name == "stick_figures":
         figures = typed(cfg.data, StickFiguresConfig, "data")
         if figures.size < 32:

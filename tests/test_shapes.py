@@ -202,3 +202,64 @@ def test_synth_writes_a_labelled_shapes_store(tmp_path: Path):
     assert s.attrs(video_id)["label"] == attrs["label"]
     assert s.attrs(video_id)["motion"] == attrs["motion"]
     assert main([*args[:-1], "data.test_fraction=1.5"]) == 2  # a usage error, one line
+
+
+# ---------------------------------------------------------------- radius range (data.radius)
+
+
+def test_radius_range_sets_the_shape_size_and_keeps_the_default_draws():
+    from pipeline.datasets.shapes import RADIUS
+
+    default = list(generate(6, 4, seed=9, size=32))
+    same = list(generate(6, 4, seed=9, size=32, radius=RADIUS))
+    assert all(np.array_equal(a[1], b[1]) and a[2] == b[2] for a, b in zip(default, same))
+    assert all(0.08 * 32 <= a["radius"] <= 0.16 * 32 for _, _, a in default)
+    big = list(generate(6, 4, seed=9, size=32, radius=(0.2, 0.3)))
+    for (_, _, small_attrs), (_, frames, attrs) in zip(default, big):
+        assert 0.2 * 32 - 1e-3 <= attrs["radius"] <= 0.3 * 32 + 1e-3
+        # the other draws (motion, shape, colours) do not change with the range
+        for key in ("motion", "shape", "color", "background"):
+            assert attrs[key] == small_attrs[key]
+        area = coverage_of(frames[0], attrs["color"], attrs["background"]).sum()
+        r = attrs["radius"]
+        expected = np.pi * r * r if attrs["shape"] == "circle" else 4 * r * r
+        assert area == pytest.approx(expected, rel=0.03)
+    fixed = list(generate(3, 4, seed=9, size=32, radius=(0.25, 0.25)))
+    assert all(a["radius"] == 8.0 for _, _, a in fixed)
+
+
+@pytest.mark.parametrize(
+    ("radius", "message"),
+    [
+        ((0.0, 0.1), "0 < min <= max"),
+        ((-0.1, 0.1), "0 < min <= max"),
+        ((0.3, 0.2), "0 < min <= max"),
+        ((0.2, 0.46), "does not fit"),
+        ((0.1,), r"\[min, max\]"),
+    ],
+)
+def test_bad_radius_ranges_are_rejected(radius, message):
+    with pytest.raises(ValueError, match=message):
+        generate(1, 4, size=32, radius=radius)
+    with pytest.raises(ValueError, match=message):
+        shapes_video(np.random.default_rng(0), 4, 32, radius=radius)
+
+
+def test_synth_radius_option(tmp_path: Path, capsys):
+    from pipeline.cli import main
+    from pipeline.store import FrameStore
+
+    store = tmp_path / "big.zarr"
+    args = ["synth", "data=shapes", f"store={store}", "synth.num_videos=4", "synth.length=3"]
+    args += ["data.size=32", "data.test_fraction=0"]
+    assert main([*args, "data.radius=[0.2,0.3]"]) == 0
+    s = FrameStore.open(str(store))
+    _, frames, attrs = next(iter(generate(1, 3, seed=0, size=32, radius=(0.2, 0.3))))
+    assert np.array_equal(s.frames("shapes-train-000000"), frames)
+    assert all(6.4 - 1e-3 <= s.attrs(v)["radius"] <= 9.6 + 1e-3 for v in s.video_ids())
+    capsys.readouterr()
+    for bad in ("[0.3,0.2]", "[0,0.2]", "[0.2,0.5]"):
+        assert main([*args, f"store={tmp_path / 'bad.zarr'}", f"data.radius={bad}"]) == 2
+        assert "data.radius" in capsys.readouterr().err
+    assert main([*args, f"store={tmp_path / 'bad.zarr'}", "data.radius=[0.2,big]"]) == 2
+    assert "data.radius" in capsys.readouterr().err

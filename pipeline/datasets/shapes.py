@@ -13,7 +13,8 @@ category's index is the video's label):
 
 Rules, in pixels of a ``size`` x ``size`` frame (64 by default; lengths scale with size / 64):
 
-- radius r (half the side, for a square) uniform in [0.08, 0.16] * size;
+- radius r (half the side, for a square) uniform in [lo, hi] * size, ``radius=(lo, hi)``
+  (``RADIUS`` = (0.08, 0.16) by default; ``check_radius`` says which ranges fit a frame);
 - the shape stays inside the frame with a margin of one pixel: its centre keeps to the box
   ``[r + 1, size - r - 1]`` per axis (the "room");
 - linear motions: amplitude A uniform in [0.5, 1] of the room along the direction, a centre
@@ -49,6 +50,7 @@ MOTIONS: tuple[str, ...] = (
     "counterclockwise",
 )
 SHAPES: tuple[str, ...] = ("circle", "square")
+RADIUS: tuple[float, float] = (0.08, 0.16)  # default radius range, as fractions of the size
 SUPERSAMPLE = 4  # sub-pixels per pixel and axis when rendering
 MIN_COLOR_DISTANCE = 120.0  # shape vs background, Euclidean in RGB 0..255
 _SPLIT_STREAM = {"train": 0, "test": 1}
@@ -59,6 +61,25 @@ _DIRECTIONS = {
     "diagonal_down": (np.sqrt(0.5), np.sqrt(0.5)),
     "diagonal_up": (-np.sqrt(0.5), np.sqrt(0.5)),
 }
+
+
+def check_radius(radius: tuple[float, float] | list[float], size: int) -> tuple[float, float]:
+    """The radius range (lo, hi), fractions of `size`, as floats; ValueError unless
+    0 < lo <= hi and the largest shape leaves its centre room to move inside the frame with the
+    one-pixel margin: hi * size < (size - 1) / 2 - 1."""
+    values = tuple(float(r) for r in radius)
+    if len(values) != 2:
+        raise ValueError(f"radius must be [min, max], got {list(radius)}")
+    lo, hi = values
+    if not 0.0 < lo <= hi:
+        raise ValueError(f"radius {list(values)}: need 0 < min <= max")
+    limit = ((size - 1) / 2.0 - 1.0) / size
+    if hi >= limit:
+        raise ValueError(
+            f"radius {list(values)}: max * size = {hi * size:g} px does not fit a {size}x{size} "
+            f"frame (need max < {limit:.4f}, room for the centre to move)"
+        )
+    return lo, hi
 
 
 def _triangle(phase: np.ndarray) -> np.ndarray:
@@ -155,17 +176,20 @@ def shapes_video(
     *,
     motion: str | None = None,
     shape: str | None = None,
+    radius: tuple[float, float] = RADIUS,
 ) -> tuple[np.ndarray, dict]:
     """One shape-motion video: frames (length, size, size, 3) uint8 and its info.
 
     info: ``{"label", "motion", "shape", "color", "background", "radius", "trajectory"}``
     (trajectory: the centres, [[y, x] per frame] in pixels). Draws from ``rng``: the motion
-    category, the shape, the radius, the background, the colour (rejection), then the
+    category, the shape, the radius (uniform in `radius` * size, see ``check_radius``), the
+    background, the colour (rejection), then the
     trajectory; a given `motion` or `shape` is still drawn (and then replaced), so the other
     draws do not change.
     """
     if size < 16:
         raise ValueError(f"size must be >= 16, got {size}")
+    lo, hi = check_radius(radius, size)
     label = int(rng.integers(len(MOTIONS)))
     shape_index = int(rng.integers(len(SHAPES)))
     if motion is not None:
@@ -176,20 +200,20 @@ def shapes_video(
         if shape not in SHAPES:
             raise ValueError(f"unknown shape {shape!r}: expected one of {SHAPES}")
         shape_index = SHAPES.index(shape)
-    radius = size * float(rng.uniform(0.08, 0.16))
+    r = size * float(rng.uniform(lo, hi))
     background = rng.integers(0, 256, 3)
     color = rng.integers(0, 256, 3)
     while np.linalg.norm(color - background) < MIN_COLOR_DISTANCE:
         color = rng.integers(0, 256, 3)
-    centres = trajectory(rng, MOTIONS[label], length, radius, size)
-    frames = render(SHAPES[shape_index], centres, radius, color, background, size)
+    centres = trajectory(rng, MOTIONS[label], length, r, size)
+    frames = render(SHAPES[shape_index], centres, r, color, background, size)
     info = {
         "label": label,
         "motion": MOTIONS[label],
         "shape": SHAPES[shape_index],
         "color": [int(c) for c in color],
         "background": [int(c) for c in background],
-        "radius": radius,
+        "radius": r,
         "trajectory": centres.tolist(),
     }
     return frames, info
@@ -203,6 +227,7 @@ def generate(
     seed: int = 0,
     start: int = 0,
     size: int = 64,
+    radius: tuple[float, float] = RADIUS,
 ) -> Iterator[tuple[str, np.ndarray, dict]]:
     """Yield ``(video_id, frames (length, size, size, 3) uint8, attrs)`` for videos
     ``start .. num_videos - 1``.
@@ -211,7 +236,8 @@ def generate(
     s, i])`` (s = 0 for train, 1 for test), so it is the same whatever ``start`` is. ``attrs`` is
     JSON-serialisable: source ("shapes"), split, num_frames, fps, label (the motion category's
     index in ``MOTIONS``), motion, shape, color and background ([r, g, b]), radius (pixels),
-    size, seed, index.
+    size, seed, index. ``radius``: the range (min, max) of the shapes' radius as fractions of
+    ``size`` (ValueError where it does not fit, see ``check_radius``).
     """
     if length < 1 or size < 16:
         raise ValueError(f"need length >= 1 and size >= 16, got {length}, {size}")
@@ -219,15 +245,22 @@ def generate(
         raise ValueError(f"need num_videos >= 0 and start >= 0, got {num_videos}, {start}")
     if split not in _SPLIT_STREAM:
         raise ValueError(f"unknown split {split!r}: expected 'train' or 'test'")
-    return _generate(num_videos, length, split, seed, start, size)
+    radius = check_radius(radius, size)
+    return _generate(num_videos, length, split, seed, start, size, radius)
 
 
 def _generate(
-    num_videos: int, length: int, split: str, seed: int, start: int, size: int
+    num_videos: int,
+    length: int,
+    split: str,
+    seed: int,
+    start: int,
+    size: int,
+    radius: tuple[float, float],
 ) -> Iterator[tuple[str, np.ndarray, dict]]:
     for i in range(start, num_videos):
         rng = np.random.default_rng([seed, _SPLIT_STREAM[split], i])
-        frames, info = shapes_video(rng, length, size)
+        frames, info = shapes_video(rng, length, size, radius=radius)
         attrs = {
             "source": "shapes",
             "split": split,
@@ -249,7 +282,9 @@ def _generate(
 __all__ = [
     "FPS",
     "MOTIONS",
+    "RADIUS",
     "SHAPES",
+    "check_radius",
     "coverage",
     "generate",
     "render",
