@@ -15,6 +15,7 @@ many batches, and `video_metrics` is the one-batch shortcut. Everything is compu
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -362,3 +363,156 @@ class PCKAccumulator:
 
 
 __all__ += ["PCKAccumulator", "PCK_ALPHA", "body_size", "pck", "pck_counts"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Shape recognisability (one object on a plain background, e.g. shape motion): the fill ratio
+# of the object's bounding box tells a circle (pi/4) from a square (1).
+
+FILL_CIRCLE = math.pi / 4  # area / bounding-box area of a disc
+FILL_SQUARE = 1.0  # ... of an axis-aligned square
+FILL_SPLIT = (FILL_CIRCLE + FILL_SQUARE) / 2  # real frames below: circles; at or above: squares
+FG_THRESHOLD = 0.15  # least colour distance (RGB, [0, 1] units) of a foreground pixel
+FG_RELATIVE = 0.5  # ... and at least this share of the frame's largest distance (the AA edge)
+SINGLE_OBJECT_SHARE = 0.9  # one compact object: its largest component holds >= this share
+MIN_OBJECT_PIXELS = 4  # ... of a foreground of at least this many pixels
+BAND_QUANTILES = (0.02, 0.98)  # a class's band: these quantiles of the real frames' fill
+VIDEO_AGREEMENT = 0.75  # a recognisable video: this share of its frames show one shape class
+
+
+@torch.no_grad()
+def shape_fill(frames: Tensor, threshold: float = FG_THRESHOLD) -> dict[str, Tensor]:
+    """Per-frame measures of the one object in frames (..., C, H, W) in [0, 1]; each (...):
+
+    b       = per-channel median of the frame's border pixels (the outermost ring): the
+              background colour, which the shape never touches;
+    d(p)    = ||x(p) - b||_2 over the channels;
+    F       = {p : d(p) > max(threshold, FG_RELATIVE * max_p d(p))}: the foreground (half
+              the largest distance is the anti-aliased edge of a one-colour shape);
+    L       = the largest 8-connected component of F;
+    fill    = |L| / (h_L * w_L), h_L x w_L its bounding box: ~pi/4 for a disc, ~1 for an
+              axis-aligned square (NaN when F is empty);
+    share   = |L| / |F| (0 when F is empty): 1 for one compact object;
+    area    = |L| / (H * W).
+    """
+    x = torch.as_tensor(frames).detach().float()
+    if x.dim() < 3 or x.shape[-1] < 3 or x.shape[-2] < 3:
+        raise ValueError(f"expected frames (..., C, H, W) with H, W >= 3, got {tuple(x.shape)}")
+    lead, (c, h, w) = x.shape[:-3], x.shape[-3:]
+    x = x.reshape(-1, c, h, w)
+    n = x.shape[0]
+    ring = torch.cat([x[..., 0, :], x[..., -1, :], x[..., 1:-1, 0], x[..., 1:-1, -1]], dim=-1)
+    background = ring.median(dim=-1).values  # (N, C)
+    dist = (x - background[:, :, None, None]).norm(dim=1)  # (N, H, W)
+    cut = torch.maximum(dist.amax(dim=(1, 2)) * FG_RELATIVE, torch.tensor(threshold))
+    fg = dist > cut[:, None, None]
+    # Connected components by label propagation: every foreground pixel starts with its own
+    # label (1-based index) and takes the largest in its 3x3 neighbourhood until nothing changes.
+    labels = torch.arange(1, h * w + 1, dtype=torch.float32).reshape(1, h, w).expand(n, h, w)
+    labels = labels * fg
+    while True:
+        grown = F.max_pool2d(labels[:, None], 3, stride=1, padding=1)[:, 0] * fg
+        if torch.equal(grown, labels):
+            break
+        labels = grown
+    flat = labels.reshape(n, -1).long()
+    counts = torch.zeros(n, h * w + 1, dtype=torch.long).scatter_add_(
+        1, flat, torch.ones_like(flat)
+    )
+    counts[:, 0] = 0  # background
+    size, best = counts.max(dim=1)
+    largest = (labels == best[:, None, None].float()) & fg
+    rows, cols = largest.any(dim=2), largest.any(dim=1)  # (N, H), (N, W)
+    idx_h, idx_w = torch.arange(h), torch.arange(w)
+
+    def extent(mask: Tensor, idx: Tensor) -> Tensor:
+        hi = torch.where(mask, idx, -1).amax(dim=1)
+        lo = torch.where(mask, idx, idx.numel()).amin(dim=1)
+        return (hi - lo + 1).clamp_min(0)
+
+    box = (extent(rows, idx_h) * extent(cols, idx_w)).float()
+    total = fg.sum(dim=(1, 2)).float()
+    size = size.float()
+    fill = torch.where(box > 0, size / box.clamp_min(1), torch.full_like(box, float("nan")))
+    share = torch.where(total > 0, size / total.clamp_min(1), torch.zeros_like(total))
+    return {
+        "fill": fill.reshape(lead),
+        "share": share.reshape(lead),
+        "area": (size / (h * w)).reshape(lead),
+    }
+
+
+def single_object(measures: dict[str, Tensor], pixels: int) -> Tensor:
+    """Frames (bool, like the measures) that show one compact object: a foreground of at least
+    MIN_OBJECT_PIXELS pixels (`pixels` = H * W of a frame) whose largest component holds at
+    least SINGLE_OBJECT_SHARE of it."""
+    return (measures["share"] >= SINGLE_OBJECT_SHARE) & (
+        measures["area"] * pixels >= MIN_OBJECT_PIXELS
+    )
+
+
+def fill_bands(real: dict[str, Tensor], pixels: int) -> dict[str, list[float] | None]:
+    """The fill bands of real frames: {"circle": [lo, hi], "square": [lo, hi]}, each the
+    BAND_QUANTILES of the fill of the real single-object frames below / at or above FILL_SPLIT
+    (None for a class no real frame shows)."""
+    ok = single_object(real, pixels)
+    fill = real["fill"][ok].double()
+    bands: dict[str, list[float] | None] = {}
+    for name, part in (("circle", fill[fill < FILL_SPLIT]), ("square", fill[fill >= FILL_SPLIT])):
+        if part.numel() == 0:
+            bands[name] = None
+            continue
+        q = torch.quantile(part, torch.tensor(BAND_QUANTILES, dtype=torch.float64))
+        bands[name] = [float(q[0]), float(q[1])]
+    return bands
+
+
+def shape_recognisability(
+    measures: dict[str, Tensor], bands: dict[str, list[float] | None], pixels: int
+) -> dict[str, float]:
+    """Summary of shape_fill measures (B, T) of videos against fill bands (fill_bands of real
+    frames), shares in [0, 1]:
+
+        single_object: frames showing one compact object (single_object);
+        circle_like / square_like: frames showing one compact object whose fill lies in the
+            circle / square band;
+        recognisable: circle_like + square_like (the bands do not overlap for clean shapes);
+        videos_recognisable: videos with at least VIDEO_AGREEMENT of their frames of one class
+            (all circle-like, or all square-like);
+        fill_median: the median fill of the single-object frames (NaN without any).
+
+    A round blob reads as a circle, so a generator that draws only blobs scores circle_like but
+    no square_like: compare both with the real frames' shares (about half each for shapes).
+    """
+    fill = measures["fill"]
+    if fill.dim() != 2:
+        raise ValueError(f"expected measures (B, T), got {tuple(fill.shape)}")
+    ok = single_object(measures, pixels)
+
+    def within(band: list[float] | None) -> Tensor:
+        if band is None:
+            return torch.zeros_like(ok)
+        return ok & (fill >= band[0]) & (fill <= band[1])
+
+    circle, square = within(bands.get("circle")), within(bands.get("square"))
+    agree = torch.maximum(circle.float().mean(dim=1), square.float().mean(dim=1))
+    kept = fill[ok]
+    return {
+        "single_object": float(ok.float().mean()),
+        "circle_like": float(circle.float().mean()),
+        "square_like": float(square.float().mean()),
+        "recognisable": float((circle | square).float().mean()),
+        "videos_recognisable": float((agree >= VIDEO_AGREEMENT).float().mean()),
+        "fill_median": float(kept.median()) if kept.numel() else float("nan"),
+    }
+
+
+__all__ += [
+    "FILL_CIRCLE",
+    "FILL_SQUARE",
+    "FILL_SPLIT",
+    "fill_bands",
+    "shape_fill",
+    "shape_recognisability",
+    "single_object",
+]

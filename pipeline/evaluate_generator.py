@@ -10,6 +10,13 @@ clips of the same length are cut from the store's `evaluate.split`. Frames of bo
 
 - `acd`: average content distance (Tulyakov et al. 2018): per video, the mean distance between
   the mean colours (in [0, 1] units) of every pair of its frames; for generated and real videos;
+- `shape_fill` (stores of shape motion, attribute source "shapes"; null otherwise, noted):
+  whether the generated videos show recognisable circles and squares. Per frame, the fill ratio
+  of the one object, |object| / |its bounding box| (~pi/4 circles, ~1 squares; the formula is
+  in `models.metrics.shape_fill`); `bands`: the circle and square bands of the real frames'
+  fill; `generated` and `real`: shares of frames with one compact object (`single_object`), of
+  those in the circle / square band (`circle_like`, `square_like`, `recognisable` = both) and
+  of videos whose frames agree on one class (`videos_recognisable`), and the median fill;
 - with `evaluate.classifier` (a `framecast train model=video_classifier` checkpoint trained on
   the real data): `accuracy` of its predictions on the generated videos against the category
   each was generated for (conditional generators; per class too) beside its accuracy on the real
@@ -31,7 +38,14 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from models.metrics import average_content_distance, feature_statistics, frechet_distance
+from models.metrics import (
+    average_content_distance,
+    feature_statistics,
+    fill_bands,
+    frechet_distance,
+    shape_fill,
+    shape_recognisability,
+)
 from pipeline import checkpoint
 from pipeline.config import UsageError, existing_path, required, write_result
 from pipeline.evaluate import EvaluateConfig, default_out, pick_device
@@ -185,6 +199,29 @@ def load_i3d(path: str, device: torch.device) -> Any:
     raise UsageError(f"evaluate.i3d={path}: neither TorchScript nor a torch.export program")
 
 
+def _store_source(url: str) -> str | None:
+    """The "source" attribute of the store's first video (e.g. "shapes"), None when empty."""
+    from pipeline.store import FrameStore
+
+    store = FrameStore.open(url)
+    ids = store.video_ids()
+    return str(store.attrs(ids[0]).get("source")) if ids else None
+
+
+def shape_fill_metrics(fake: np.ndarray, real: np.ndarray) -> dict[str, Any]:
+    """`shape_fill` of metrics.json for uint8 videos (N, T, H, W, C): the real frames' fill
+    bands and the recognisability summary of the generated and real videos."""
+    cpu = torch.device("cpu")
+    pixels = int(fake.shape[2] * fake.shape[3])
+    real_m = shape_fill(_float(real, cpu))
+    bands = fill_bands(real_m, pixels)
+    return {
+        "bands": bands,
+        "generated": shape_recognisability(shape_fill(_float(fake, cpu)), bands, pixels),
+        "real": shape_recognisability(real_m, bands, pixels),
+    }
+
+
 def _pair(generated: float, real: float) -> dict[str, float | None]:
     return {"generated": generated, "real": real, "ratio": generated / real if real else None}
 
@@ -261,11 +298,16 @@ def run_generator(cfg: DictConfig, ckpt: dict[str, Any], ev: EvaluateConfig) -> 
             average_content_distance(_float(fake, torch.device("cpu"))),
             average_content_distance(_float(real, torch.device("cpu"))),
         ),
+        "shape_fill": None,
         "accuracy": None,
         "frechet_distance": None,
         "acd_features": None,
         "fvd": None,
     }
+    if _store_source(url) == "shapes":
+        result["shape_fill"] = shape_fill_metrics(fake, real)
+    else:
+        notes.append("shape_fill skipped: the store holds no shape-motion videos (source shapes)")
 
     if classifier is not None:
         fo = classifier_outputs(classifier, fake, ev.batch_size, device)
@@ -303,6 +345,11 @@ def run_generator(cfg: DictConfig, ckpt: dict[str, Any], ev: EvaluateConfig) -> 
     from pipeline.progress import summary
 
     rows: dict[str, Any] = {"acd (gen / real)": _fmt_pair(result["acd"])}
+    if result["shape_fill"] is not None:
+        sf = result["shape_fill"]
+        for key in ("recognisable", "videos_recognisable", "single_object"):
+            pair = {"generated": sf["generated"][key], "real": sf["real"][key]}
+            rows[f"shapes {key} (gen / real)"] = _fmt_pair(pair)
     if result["accuracy"] is not None:
         rows["accuracy (gen / real)"] = _fmt_pair(result["accuracy"])
     if result["frechet_distance"] is not None:
@@ -372,4 +419,5 @@ __all__ = [
     "i3d_features",
     "load_i3d",
     "run_generator",
+    "shape_fill_metrics",
 ]

@@ -286,6 +286,14 @@ def test_evaluate_generator_metrics_json(shapes_setup, tmp_path):
     assert m["accuracy"] is None and m["frechet_distance"] is None and m["fvd"] is None
     assert any("classifier" in n for n in m["notes"]) and any("fvd" in n for n in m["notes"])
     assert (out / "samples.png").exists() and (out / "samples.gif").exists()
+    # shape recognisability, generated beside real (a shapes store)
+    sf = m["shape_fill"]
+    assert set(sf) == {"bands", "generated", "real"} and set(sf["bands"]) == {"circle", "square"}
+    keys = {"single_object", "circle_like", "square_like", "recognisable", "videos_recognisable"}
+    for side in ("generated", "real"):
+        assert keys | {"fill_median"} == set(sf[side])
+        assert all(0 <= sf[side][k] <= 1 for k in keys)
+    assert sf["real"]["single_object"] >= 0.9 and sf["real"]["recognisable"] >= 0.8
 
     i3d = scripted_i3d(tmp_path / "i3d.pt")
     args += [f"evaluate.classifier={cls_path}", f"evaluate.i3d={i3d}", "evaluate.i3d_size=16"]
@@ -297,6 +305,48 @@ def test_evaluate_generator_metrics_json(shapes_setup, tmp_path):
     assert m["frechet_distance"] >= 0 and m["fvd"] >= 0
     assert m["acd_features"]["generated"] >= 0 and m["acd_features"]["real"] > 0
     assert not any("fvd" in n for n in m["notes"])
+
+
+def test_shape_fill_metrics_generated_beside_real(tmp_path):
+    from pipeline.datasets.shapes import generate as shapes
+    from pipeline.evaluate_generator import shape_fill_metrics
+
+    real = np.stack([f for _, f, _ in shapes(16, 4, size=32, seed=1, radius=(0.2, 0.3))])
+    same = shape_fill_metrics(real, real)
+    assert same["generated"] == same["real"]
+    assert same["real"]["recognisable"] >= 0.9 and same["real"]["videos_recognisable"] >= 0.9
+    assert same["bands"]["circle"][1] < same["bands"]["square"][0]
+    # ragged objects: every other pixel column of the frame set back to the background colour
+    ragged = real.copy()
+    ragged[:, :, :, 1::2] = real[:, :, :1, :1]
+    got = shape_fill_metrics(ragged, real)
+    assert got["real"] == same["real"] and got["bands"] == same["bands"]
+    assert got["generated"]["single_object"] == 0 and got["generated"]["recognisable"] == 0
+    # round blobs read as circles, never as squares: square_like is the telling share
+    ys, xs = np.mgrid[:32, :32]
+    blob = np.exp(-((ys - 15.5) ** 2 + (xs - 15.5) ** 2) / (2 * 5.0**2))[..., None]
+    blobs = np.broadcast_to((40 + 180 * blob).round().astype(np.uint8), real.shape).copy()
+    got = shape_fill_metrics(blobs, real)["generated"]
+    assert got["circle_like"] == 1 and got["square_like"] == 0
+    assert same["real"]["square_like"] > 0.2  # 16 videos, about half of them squares
+    blank = np.full_like(real, 90)
+    none = shape_fill_metrics(blank, real)["generated"]
+    assert none["single_object"] == 0 and none["recognisable"] == 0
+
+
+def test_evaluate_generator_notes_a_store_without_shapes(shapes_setup, tmp_path):
+    from pipeline.store import FrameStore
+
+    url, gen_path, _ = shapes_setup
+    other = str(tmp_path / "other.zarr")
+    src, dst = FrameStore.open(url), FrameStore.create(other)
+    for v in src.video_ids():
+        dst.write_video(v, src.frames(v), {**src.attrs(v), "source": "npy"})
+    out = tmp_path / "ev"
+    args = ["evaluate", f"checkpoint={gen_path}", f"store={other}", f"evaluate.out={out}"]
+    assert main([*args, "evaluate.num_videos=4", "evaluate.batch_size=4"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["shape_fill"] is None and any("shape_fill" in n for n in m["notes"])
 
 
 def test_evaluate_generator_usage_errors(shapes_setup, tmp_path, capsys):

@@ -169,3 +169,92 @@ def test_bad_inputs_are_rejected():
         frame_mse(torch.rand(1, 2, 1, 4, 4), torch.rand(1, 3, 1, 4, 4))
     with pytest.raises(ValueError, match="uint8"):
         frame_mse(torch.zeros(1, 2, 1, 4, 4, dtype=torch.uint8), torch.rand(1, 2, 1, 4, 4))
+
+
+# ---------------------------------------------------------------- shape fill ratio
+
+
+def _disc_or_square(shape: str, r: float, cy: float, cx: float, size: int = 32) -> torch.Tensor:
+    """A (3, size, size) frame: a hard-edged disc or square of radius r on a grey background."""
+    ys, xs = torch.meshgrid(torch.arange(size) + 0.0, torch.arange(size) + 0.0, indexing="ij")
+    if shape == "circle":
+        inside = (ys - cy) ** 2 + (xs - cx) ** 2 <= r * r
+    else:
+        inside = ((ys - cy).abs() <= r) & ((xs - cx).abs() <= r)
+    frame = torch.full((3, size, size), 0.4)
+    frame[:, inside] = torch.tensor([0.9, 0.1, 0.2])[:, None]
+    return frame
+
+
+def test_shape_fill_tells_circles_from_squares():
+    from models.metrics import FILL_CIRCLE, shape_fill
+
+    circles = torch.stack([_disc_or_square("circle", r, 15.3, 16.1) for r in (6.0, 8.0, 10.0)])
+    squares = torch.stack([_disc_or_square("square", r, 14.0, 17.0) for r in (3.0, 6.0, 9.0)])
+    c, s = shape_fill(circles), shape_fill(squares)
+    assert torch.allclose(c["fill"], torch.full((3,), FILL_CIRCLE), atol=0.05)
+    assert torch.equal(s["fill"], torch.ones(3))  # a square fills its bounding box exactly
+    assert torch.equal(c["share"], torch.ones(3)) and torch.equal(s["share"], torch.ones(3))
+    assert s["area"][1] == pytest.approx(13 * 13 / 32**2)
+    # leading dimensions are kept: (B, T, C, H, W) -> (B, T)
+    both = shape_fill(torch.stack([circles, squares]))
+    assert both["fill"].shape == (2, 3) and torch.equal(both["fill"][1], s["fill"])
+
+
+def test_shape_fill_sees_blank_and_scattered_frames():
+    from models.metrics import shape_fill, single_object
+
+    blank = torch.full((1, 3, 16, 16), 0.3)
+    m = shape_fill(blank)
+    assert torch.isnan(m["fill"]).all() and m["share"].item() == 0 and m["area"].item() == 0
+    assert not single_object(m, 256).item()
+    # two equal blobs far apart: the largest component holds half the foreground
+    two = torch.full((1, 3, 16, 16), 0.3)
+    two[:, :, 2:5, 2:5] = 1.0
+    two[:, :, 10:13, 10:13] = 1.0
+    m = shape_fill(two)
+    assert m["share"].item() == pytest.approx(0.5) and m["fill"].item() == 1.0
+    assert not single_object(m, 256).item()
+    # diagonal neighbours are connected (8-connectivity): one object, fill 3/9
+    diag = torch.full((1, 3, 16, 16), 0.3)
+    for k in range(3):
+        diag[:, :, 6 + k, 6 + k] = 1.0
+    m = shape_fill(diag)
+    assert m["share"].item() == 1.0 and m["fill"].item() == pytest.approx(1 / 3)
+    # faint noise below the threshold is background
+    noisy = two + 0.05 * torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert shape_fill(noisy)["share"].item() == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="C, H, W"):
+        shape_fill(torch.zeros(4, 4))
+
+
+def test_shape_recognisability_against_real_bands():
+    from models.metrics import fill_bands, shape_fill, shape_recognisability
+
+    rng = np.random.default_rng(0)
+
+    def video(shape: str) -> torch.Tensor:
+        r = float(rng.uniform(6, 9))
+        return torch.stack([_disc_or_square(shape, r, 15.5 + t, 12.0 + t) for t in range(4)])
+
+    real = torch.stack([video(s) for s in ["circle", "square"] * 5])  # (10, 4, 3, 32, 32)
+    m = shape_fill(real)
+    bands = fill_bands(m, 32 * 32)
+    assert bands["circle"][1] < 0.85 < 0.95 < bands["square"][0]
+    summary = shape_recognisability(m, bands, 32 * 32)
+    assert summary["recognisable"] == 1.0 and summary["videos_recognisable"] == 1.0
+    assert summary["circle_like"] == summary["square_like"] == 0.5
+    # generated: blank frames, a real circle video, and a video whose shape flips every frame
+    blank = torch.full((4, 3, 32, 32), 0.5)
+    flip = torch.stack([real[t % 2, t] for t in range(4)])  # circle, square, circle, square
+    fake = shape_fill(torch.stack([blank, flip, real[0]]))
+    got = shape_recognisability(fake, bands, 32 * 32)
+    assert got["single_object"] == pytest.approx(8 / 12)
+    assert got["recognisable"] == pytest.approx(8 / 12)
+    assert got["circle_like"] == pytest.approx(6 / 12)
+    assert got["square_like"] == pytest.approx(2 / 12)
+    assert got["videos_recognisable"] == pytest.approx(1 / 3)  # only the real circle video
+    # a class the real frames never show has no band, and nothing falls in it
+    only_squares = fill_bands(shape_fill(real[1::2]), 32 * 32)
+    assert only_squares["circle"] is None
+    assert shape_recognisability(m, only_squares, 32 * 32)["circle_like"] == 0.0
