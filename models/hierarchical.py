@@ -589,6 +589,7 @@ class HierarchicalStream:
         self.last_frame: Tensor | None = None
         self.last_pose: Tensor | None = None  # (B, K, 2) pixels
         self.frames_seen = 0
+        self.parts = [(batch_size, 0)]  # (batch size, frames seen) of the streams merged here
 
     @torch.no_grad()
     def step(self, frame: Tensor, keypoints: Tensor | None = None) -> None:
@@ -613,6 +614,40 @@ class HierarchicalStream:
         u = self.model.pose.rollout(self.state, self.h_last, self.base, horizon)
         future = from_unit(u.float(), self.model.cfg.frame_size)
         return self.model.render(self.last_frame, self.last_pose, future)
+
+    # Cross-session batching, as LSTMStream: row i of a merged stream is stream i.
+    _ROWS = ("h_last", "base", "last_frame", "last_pose")  # (B, ...) tensors
+
+    def batch_key(self) -> tuple[int]:
+        """Streams with equal keys can merge (all started, or all fresh)."""
+        return (min(self.frames_seen, 1),)
+
+    @classmethod
+    def merge(cls, streams: list[HierarchicalStream]) -> HierarchicalStream:
+        """One stream whose batch is the streams' batches side by side (equal batch_key)."""
+        merged = cls(streams[0].model, sum(s.batch_size for s in streams))
+        if streams[0].state is not None:
+            h, c = zip(*(s.state for s in streams if s.state is not None), strict=True)
+            merged.state = (torch.cat(h, dim=1), torch.cat(c, dim=1))  # (layers, B, hidden)
+            for name in cls._ROWS:
+                setattr(merged, name, torch.cat([getattr(s, name) for s in streams]))
+        merged.parts = [(s.batch_size, s.frames_seen) for s in streams]
+        return merged
+
+    def split(self) -> list[HierarchicalStream]:
+        """The inverse of merge (copies, so the merged batch can be freed)."""
+        out, start = [], 0
+        for n, seen in self.parts:
+            rows = slice(start, start + n)
+            s = HierarchicalStream(self.model, n)
+            if self.state is not None:
+                s.state = (self.state[0][:, rows].clone(), self.state[1][:, rows].clone())
+                for name in self._ROWS:
+                    setattr(s, name, getattr(self, name)[rows].clone())
+            s.frames_seen = seen + self.frames_seen  # its own count, plus steps taken merged
+            out.append(s)
+            start += n
+        return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -470,6 +470,7 @@ class LSTMStream:
         self.memory: deque[Tensor] = deque(maxlen=model.cfg.context)  # (B, *S) per step
         self.last: Tensor | None = None  # the last frame, as features (B, *F)
         self.frames_seen = 0
+        self.parts = [(batch_size, 0)]  # (batch size, frames seen) of the streams merged here
 
     @torch.no_grad()
     def step(self, frame: Tensor) -> None:
@@ -489,6 +490,41 @@ class LSTMStream:
             raise RuntimeError("LSTMStream.predict() before any step(frame)")
         memory = torch.stack(list(self.memory), dim=1)  # (B, <=context, *S)
         return self.model._roll_predictor(self.state, memory, self.last, horizon)
+
+    # Cross-session batching (a server stepping many live streams at once): streams with equal
+    # batch_key() merge into one batch, step together, and split back; row i of the batch is
+    # stream i, so the result equals stepping each alone.
+    def batch_key(self) -> tuple[int, int]:
+        """Streams with equal keys can merge: the same history length (of the memory too)."""
+        return (min(self.frames_seen, 1), len(self.memory))
+
+    @classmethod
+    def merge(cls, streams: list[LSTMStream]) -> LSTMStream:
+        """One stream whose batch is the streams' batches side by side (equal batch_key)."""
+        merged = cls(streams[0].model, sum(s.batch_size for s in streams))
+        if streams[0].state is not None:
+            h, c = zip(*(s.state for s in streams if s.state is not None), strict=True)
+            merged.state = (torch.cat(h, dim=1), torch.cat(c, dim=1))  # (layers, B, *S)
+            merged.last = torch.cat([s.last for s in streams if s.last is not None])
+            for step in zip(*(s.memory for s in streams), strict=True):
+                merged.memory.append(torch.cat(step))
+        merged.parts = [(s.batch_size, s.frames_seen) for s in streams]
+        return merged
+
+    def split(self) -> list[LSTMStream]:
+        """The inverse of merge (copies, so the merged batch can be freed)."""
+        out, start = [], 0
+        for n, seen in self.parts:
+            rows = slice(start, start + n)
+            s = LSTMStream(self.model, n)
+            if self.state is not None and self.last is not None:
+                s.state = (self.state[0][:, rows].clone(), self.state[1][:, rows].clone())
+                s.last = self.last[rows].clone()
+                s.memory.extend(m[rows].clone() for m in self.memory)
+            s.frames_seen = seen + self.frames_seen  # its own count, plus steps taken merged
+            out.append(s)
+            start += n
+        return out
 
 
 # ---------------------------------------------------------------------------------------------

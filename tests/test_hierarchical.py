@@ -267,6 +267,26 @@ def test_predict_stream_and_every_stage_step() -> None:
         task.training_step(frames[:, :5], 0, trainer_update(task.make_optimizers()))
 
 
+def test_merged_streams_step_as_each_alone() -> None:
+    """Cross-session batching: merge -> step -> split equals stepping each stream alone."""
+    torch.manual_seed(0)
+    model = build_task("hierarchical", frame_size=16, context=4, horizon=6, **TINY)
+    model = model.inference_model().eval()
+    frames = torch.rand(3, 6, 3, 16, 16)
+    alone = [model.stream() for _ in range(3)]
+    for t in range(6):
+        for i, s in enumerate(alone):
+            s.step(frames[i : i + 1, t])
+    batched = [model.stream() for _ in range(3)]
+    for t in range(6):
+        merged = type(batched[0]).merge(batched)
+        merged.step(frames[:, t])
+        batched = merged.split()
+    assert [s.frames_seen for s in batched] == [6, 6, 6]
+    for i in range(3):
+        assert torch.allclose(batched[i].predict(5), alone[i].predict(5), atol=1e-5)
+
+
 def test_options_are_checked() -> None:
     with pytest.raises(TypeError, match="unknown hierarchical option"):
         build_task("hierarchical", hidden=3)

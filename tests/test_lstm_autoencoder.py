@@ -305,6 +305,39 @@ def test_stream_matches_batch_predict(cell, options):
     assert torch.allclose(stream.predict(2 * HORIZON), expected, atol=1e-5)  # state unchanged
 
 
+@pytest.mark.parametrize("cell", ["fc", "conv"])
+@pytest.mark.parametrize("options", [{}, dict(attention=True, layers=2)])
+def test_merged_streams_step_as_each_alone(cell, options):
+    """Cross-session batching: merge -> step -> split equals stepping each stream alone."""
+    model = tiny_model(cell=cell, **options)
+    clips = moving_squares(3, CONTEXT + 2)
+    alone = [model.stream() for _ in range(3)]
+    batched = [model.stream() for _ in range(3)]
+    for t in range(CONTEXT):
+        for i in range(3):
+            alone[i].step(clips[i : i + 1, t])
+            batched[i].step(clips[i : i + 1, t])
+    assert len({s.batch_key() for s in batched}) == 1
+    assert model.stream().batch_key() != batched[0].batch_key()  # fresh vs started
+    for t in range(CONTEXT, CONTEXT + 2):
+        merged = type(batched[0]).merge(batched)
+        merged.step(clips[:, t])
+        both = merged.predict(HORIZON)
+        batched = merged.split()
+        for i in range(3):
+            alone[i].step(clips[i : i + 1, t])
+            assert torch.allclose(both[i : i + 1], alone[i].predict(HORIZON), atol=1e-5)
+    for i in range(3):
+        assert batched[i].frames_seen == alone[i].frames_seen == CONTEXT + 2
+        assert batched[i].batch_size == 1 and len(batched[i].memory) == len(alone[i].memory)
+        assert torch.allclose(batched[i].predict(HORIZON), alone[i].predict(HORIZON), atol=1e-5)
+    fresh = type(batched[0]).merge([model.stream(), model.stream()])  # a first frame, batched
+    fresh.step(clips[:2, 0])
+    one = model.stream()
+    one.step(clips[:1, 0])
+    assert torch.allclose(fresh.split()[0].predict(2), one.predict(2), atol=1e-5)
+
+
 def test_stream_keeps_a_bounded_attention_memory():
     model = tiny_model(attention=True)
     clip = moving_squares(1, 3 * CONTEXT)

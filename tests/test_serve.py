@@ -8,6 +8,7 @@ import base64
 import io
 import json
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -100,6 +101,36 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def test_session_store_steps_sessions_as_one_batch(tmp_path: Path) -> None:
+    """Pushes of distinct sessions that arrive together go through the model as one batch
+    (what Serve's batch queue hands to step_batch), and each session still gets exactly its
+    own prediction; the same session twice in one batch runs in order."""
+    from pipeline.serve import SessionStore
+
+    ckpt = tiny_predictor(tmp_path / "p.pt")
+    store = SessionStore(ckpt, "cpu", batch_sessions=8)
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (4, 5, SIZE, SIZE, CH), dtype=np.uint8)
+    sids = [f"0-s{i}" for i in range(4)]
+    for sid in sids:
+        store.create(sid)
+    for t in range(5):  # the four sessions push their frame t at the same moment
+        outs = store.step_batch(sids, [frames[i, t : t + 1] for i in range(4)], [3, 1, 3, 2])
+    for i, k in enumerate([3, 1, 3, 2]):
+        want = expected(ckpt, frames[i], k)
+        assert outs[i]["frames"].shape == (k, SIZE, SIZE, CH)
+        assert np.abs(outs[i]["frames"].astype(int) - want.astype(int)).max() <= 1
+        assert outs[i]["frames_seen"] == 5
+    stats = store.stats()
+    assert stats["batched_pushes"] == 4 * 5 and stats["batches"] == 5
+    f = frames[0, :1]
+    res = store.step_batch([sids[0], "0-gone", sids[0]], [f, f, f], [0, 1, 2])
+    assert res[0]["frames"] is None and res[0]["frames_seen"] == 6
+    assert res[1]["status"] == 404 and "no such session" in res[1]["error"]
+    assert res[2]["frames"].shape == (2, SIZE, SIZE, CH) and res[2]["frames_seen"] == 7
+    assert store.stats()["batched_pushes"] == 4 * 5  # nothing merged there
+
+
 @pytest.fixture(scope="module")
 def server(ray_local, tmp_path_factory):
     from pipeline import serve as fserve
@@ -114,6 +145,7 @@ def server(ray_local, tmp_path_factory):
         horizon=3,
         generator=gen,
         max_batch=16,
+        batch_wait_ms=5.0,  # sessions pushing at the same moment are stepped as one batch
     )
     url, models = fserve.start(pred, s)
     deadline = time.time() + 90
@@ -245,6 +277,30 @@ def test_websocket_stream_and_errors(server) -> None:
 
 
 @pytest.mark.slow
+def test_remote_session_over_websocket_and_http_agree(server) -> None:
+    """The stream client's two transports give the same predictions; over the WebSocket a bad
+    frame is a 422 and the session goes on; a horizon change is sent as a text message."""
+    frames = np.random.default_rng(4).integers(0, 256, (4, SIZE, SIZE, CH), dtype=np.uint8)
+    ws = Client(server["url"], TOKEN).session()
+    http = Client(server["url"], TOKEN).session("http")
+    assert ws.transport == "ws" and http.transport == "http"
+    for f in frames[:3]:
+        a, b = ws.push(f, 2), http.push(f, 2)
+        assert a.shape == (2, SIZE, SIZE, CH) and np.abs(a.astype(int) - b).max() <= 1
+    with pytest.raises(ServeClientError) as e:
+        ws.push(np.zeros((SIZE + 1, SIZE, CH), np.uint8), 2)
+    assert e.value.status == 422 and "bytes" in str(e.value)
+    out = ws.push(frames[3], 4)  # a new horizon on the same socket
+    assert np.abs(out.astype(int) - expected(server["pred"], frames, 4)).max() <= 1
+    assert ws.push(frames[3], 0).shape == (0, SIZE, SIZE, CH)
+    ws.close()
+    http.close()
+    with pytest.raises(ServeClientError) as e:
+        Client(server["url"]).session()  # no token
+    assert e.value.status == 401
+
+
+@pytest.mark.slow
 def test_idle_sessions_expire(server) -> None:
     c = Client(server["url"], TOKEN)
     s = c.session()
@@ -279,12 +335,62 @@ def test_load_bounded_sessions_isolated(server) -> None:
     N concurrent sessions at F fps for S seconds; every session gets its own frames back."""
     from bench.stream import serve_load
 
+    c = Client(server["url"], TOKEN)
+    merged_before = c.metrics()["replicas"][0]["batched_pushes"]
     out = serve_load(server["url"], TOKEN, sessions=6, fps=5, seconds=3, check=server["pred"])
     assert out["errors"] == 0, out
     assert out["mismatched_sessions"] == 0
     assert out["requests"] >= 6 * 5 * 3 * 0.5
-    c = Client(server["url"], TOKEN)
     assert c.metrics()["sessions"] == 0  # every load session was closed
+    # sessions pushing at the same moment (released together) go through the model as one batch
+    sessions = [Client(server["url"], TOKEN).session() for _ in range(6)]
+    frames = np.random.default_rng(2).integers(0, 256, (6, 8, SIZE, SIZE, CH), dtype=np.uint8)
+    outs: list[np.ndarray | None] = [None] * 6
+    go = threading.Barrier(6, timeout=30)
+
+    def client(i: int) -> None:
+        for t in range(8):
+            go.wait()
+            outs[i] = sessions[i].push(frames[i, t], 2)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    for i in range(6):
+        assert np.abs(outs[i].astype(int) - expected(server["pred"], frames[i], 2)).max() <= 1
+        sessions[i].close()
+    assert c.metrics()["replicas"][0]["batched_pushes"] > merged_before
+
+
+@pytest.mark.slow
+def test_sessions_shard_across_predictor_replicas(server) -> None:
+    """serve.replicas=2: each replica is its own deployment holding its sessions; a session id
+    names its replica (a second app on the same Serve, under /two)."""
+    from ray import serve
+
+    from pipeline.serve import build_app
+
+    s = ServeConfig(replicas=2, cpus_per_replica=0.25, horizon=2)
+    serve.run(build_app(server["pred"], None, s, None), name="two", route_prefix="/two")
+    try:
+        c = Client(server["url"] + "/two", timeout=30)
+        sessions = [c.session() for _ in range(4)]
+        assert sorted(x.id.split("-")[0] for x in sessions) == ["0", "0", "1", "1"]
+        rng = np.random.default_rng(3)
+        for x in sessions:
+            frames = rng.integers(0, 256, (3, SIZE, SIZE, CH), dtype=np.uint8)
+            for f in frames:
+                out = x.push(f, 2)
+            assert np.abs(out.astype(int) - expected(server["pred"], frames, 2)).max() <= 1
+        m = c.metrics()
+        assert [r["sessions"] for r in m["replicas"]] == [2, 2] and m["sessions"] == 4
+        with pytest.raises(ServeClientError) as e:
+            c.request("POST", "/v1/sessions/7-abc/frames", b"\0" * SIZE * SIZE * CH)
+        assert e.value.status == 404
+    finally:
+        serve.delete("two")
 
 
 def test_serve_stage_usage_errors(tmp_path: Path) -> None:
