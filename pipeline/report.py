@@ -168,6 +168,10 @@ def _headline(row: dict[str, Any], record: dict[str, Any] | None) -> str:
     if stage == "evaluate" and "mse" in r:
         base = (r.get("copy_last") or {}).get("mse")
         return f"MSE {_fmt(r['mse'])} (copy-last {_fmt(base)})"
+    if stage == "evaluate" and r.get("shape_fill"):
+        sf = r["shape_fill"]
+        gen, real = sf["generated"]["recognisable"], sf["real"]["recognisable"]
+        return f"shapes recognisable {_fmt(gen)} (real {_fmt(real)})"
     if stage == "predict":
         return f"{_fmt(r.get('frames_written'))} frames"
     if stage == "generate":
@@ -323,7 +327,77 @@ def _train(record: dict[str, Any], r: dict[str, Any], page: _Page) -> str:
     )
 
 
+# Generator metrics shown side by side: (label, key in metrics.json, key inside it or None).
+GENERATOR_ROWS = (
+    ("ACD (mean colour)", "acd", None),
+    ("classifier accuracy", "accuracy", None),
+    ("ACD (classifier features)", "acd_features", None),
+)
+SHAPE_ROWS = (
+    ("one compact object", "single_object"),
+    ("circle-like", "circle_like"),
+    ("square-like", "square_like"),
+    ("circle- or square-like", "recognisable"),
+    ("videos of one shape", "videos_recognisable"),
+    ("median fill ratio", "fill_median"),
+)
+
+
+def _evaluate_generator(record: dict[str, Any], r: dict[str, Any], page: _Page) -> str:
+    """A generator's evaluation: its metrics beside the real videos' (evaluate_generator)."""
+    cells = []
+    for label, key, _ in GENERATOR_ROWS:
+        pair = r.get(key)
+        if isinstance(pair, dict):
+            cells.append(
+                f"<tr><th>{label}</th><td>{_fmt(pair.get('generated'))}</td>"
+                f"<td>{_fmt(pair.get('real'))}</td></tr>"
+            )
+    sf = r.get("shape_fill")
+    if sf:
+        for label, key in SHAPE_ROWS:
+            cells.append(
+                f"<tr><th>shapes: {label}</th><td>{_fmt(sf['generated'].get(key))}</td>"
+                f"<td>{_fmt(sf['real'].get(key))}</td></tr>"
+            )
+    for key in ("frechet_distance", "fvd"):
+        if r.get(key) is not None:
+            cells.append(f"<tr><th>{key}</th><td>{_fmt(r[key])}</td><td></td></tr>")
+    table = (
+        "<table class=metrics><tr><th>metric</th><th>generated</th><th>real</th></tr>"
+        f"{''.join(cells)}</table>"
+    )
+    bands = (sf or {}).get("bands") or {}
+    about = _kv(
+        {
+            "videos (generated / real)": f"{r.get('videos')} / {r.get('real_videos')}",
+            "frames per video": r.get("length"),
+            "checkpoint step": r.get("step"),
+            "data": r.get("data"),
+            "fill bands of real frames (circle; square)": (
+                "; ".join(
+                    "-" if bands.get(k) is None else f"{bands[k][0]:.3f} to {bands[k][1]:.3f}"
+                    for k in ("circle", "square")
+                )
+                if sf
+                else None
+            ),
+        }
+    )
+    notes = "".join(f"<li>{html.escape(str(n))}</li>" for n in r.get("notes") or [])
+    files = r.get("files") or {}
+    figs = page.img(files.get("samples_gif"), "evaluated generated videos (animated)")
+    return (
+        about
+        + table
+        + (f"<ul class=dim>{notes}</ul>" if notes else "")
+        + f'<div class="figs">{figs}</div>'
+    )
+
+
 def _evaluate(record: dict[str, Any], r: dict[str, Any], page: _Page) -> str:
+    if "acd" in r:
+        return _evaluate_generator(record, r, page)
     base = r.get("copy_last") or {}
     cells = []
     names = [m for m in LOWER_IS_BETTER if m in r]

@@ -51,6 +51,9 @@ def test_report_rebuilds_with_every_stage_and_local_images(demo_run: tuple[Path,
     assert not re.search(r"(src|href)=\"https?://", html)  # static: nothing from the network
     if (run_dir / "generate_gan").exists():
         assert "generate_gan/preview.gif" in html
+    if (run_dir / "evaluate_gan").exists():  # generator metrics beside the real videos'
+        assert "shapes recognisable" in html and "shapes: square-like" in html
+        assert "evaluate_gan/samples.gif" in html
 
 
 def test_report_of_a_folder_that_is_not_a_run(

@@ -38,13 +38,16 @@ TINY = [
     "stages.generate_gan.num_videos=2",
     "stages.generate_gan.generate.length=8",
     "stages.generate_gan.generate.preview=2",
+    "stages.evaluate_gan.evaluate.num_videos=4",
+    "++stages.evaluate_gan.evaluate.batch_size=4",
 ]
 ORDER = ["mnist", "train_lstm", "evaluate_lstm", "predict_lstm", "shapes", "train_gan"]
-ORDER += ["generate_gan"]
+ORDER += ["generate_gan", "evaluate_gan"]
 HAS_GENERATE = (Path(__file__).parents[1] / "pipeline" / "generate.py").exists()
-if not HAS_GENERATE:  # issue 6 not landed: the pipeline without its generate stage
-    TINY.append("~stages.generate_gan")
+if not HAS_GENERATE:  # issue 6 not landed: the pipeline without its generate stages
+    TINY += ["~stages.generate_gan", "~stages.evaluate_gan"]
     ORDER.remove("generate_gan")
+    ORDER.remove("evaluate_gan")
 # only the Moving MNIST branch (tests that need no GAN, and the subprocess test)
 MNIST_ONLY = [f"~stages.{n}" for n in ORDER[ORDER.index("shapes") :]]
 MNIST_STAGES = ORDER[: ORDER.index("shapes")]
@@ -93,6 +96,9 @@ def test_tiny_demo_end_to_end(demo_run: tuple[Path, dict]) -> None:
     if HAS_GENERATE:
         lines = (run_dir / "generate_gan" / "manifest.jsonl").read_text().splitlines()
         assert len(lines) == 2
+        gan = json.loads((run_dir / "evaluate_gan" / "metrics.json").read_text())
+        assert gan["model"] == "mocogan" and gan["videos"] == 4
+        assert set(gan["shape_fill"]) == {"bands", "generated", "real"}
     # the outputs passed on: evaluate used train_lstm's checkpoint and mnist's store
     ev = json.loads((run_dir / "evaluate_lstm" / "stage.json").read_text())
     assert ev["config"]["checkpoint"] == str(run_dir / "train_lstm/checkpoints/last.pt")
