@@ -146,6 +146,9 @@ def serve_load(
             want = p.push(frames[-1], horizon)
             mismatched += int(np.abs(want.astype(int) - out.astype(int)).max() > 1)
     after = Client(url, token).metrics()
+    reps0, reps = before.get("replicas", []), after.get("replicas", [])
+    frames_run = sum(r.get("frames", 0) for r in reps) - sum(r.get("frames", 0) for r in reps0)
+    batches = sum(r.get("batches", 0) for r in reps) - sum(r.get("batches", 0) for r in reps0)
     rss = [r.get("rss_mb") for r in after.get("replicas", [])]
     rss0 = [r.get("rss_mb") for r in before.get("replicas", [])]
     return {
@@ -158,6 +161,8 @@ def serve_load(
         "first_errors": errors[:3],
         "latency_ms": percentiles(lat),
         "mismatched_sessions": mismatched,
+        "model_batches": batches,
+        "frames_per_model_batch": round(frames_run / batches, 2) if batches else None,
         "checked_sessions": len(lasts) if check else 0,
         "sessions_after": after.get("sessions"),
         "rss_mb_before": rss0,
@@ -266,6 +271,11 @@ def main() -> None:
             table.add(f"{name} p95", load["latency_ms"]["p95"] or 0.0, "ms")
             table.add(f"{name} errors", load["errors"], "requests")
             table.add(f"{name} mismatched sessions", load["mismatched_sessions"], "sessions")
+            table.add(f"{name} frames per model batch", load["frames_per_model_batch"] or 0, "")
+            before, after = load["rss_mb_before"], load["rss_mb_after"]
+            if before and after and before[0] and after[0]:
+                table.add("replica RSS before load", before[0], "MB")
+                table.add("replica RSS after load", after[0], "MB", "replica RSS before load")
     finally:
         if fserve is not None:
             fserve.stop()

@@ -234,11 +234,14 @@ class SessionStore:
     """The live sessions of one predictor replica (plain Python: Serve wraps it, or the ingress
     holds it when there is one replica).
 
-    Concurrent pushes are stepped together: Serve's `serve.batch` queues them (up to
-    `batch_sessions`, waiting at most `batch_wait_ms` for more; 0 batches only what is already
-    waiting, so a lone stream never waits), and single-frame pushes of distinct sessions with
-    the same history length merge into one batch through the model (`stream.merge`), which is
-    what keeps a GPU busy with many small streams. Everything else is stepped alone, in order.
+    Concurrent pushes are stepped together, continuously: while the model runs a batch, the
+    pushes that arrive queue up, and the next batch takes all of them (up to `batch_sessions`;
+    `batch_wait_ms` > 0 also waits that long for a batch to fill). A lone stream never waits,
+    and under load the batch grows with the load. (Serve's `serve.batch` forms each batch as
+    soon as one request is in, before the previous batch ends, so under load it queues batches
+    of one or two.) Single-frame pushes of distinct sessions with the same history length go
+    through the model as one batch (`stream.merge`): what keeps a GPU busy with many small
+    streams. Everything else is stepped alone, in arrival order.
     """
 
     def __init__(
@@ -252,7 +255,6 @@ class SessionStore:
         batch_wait_ms: float = 0.0,
     ) -> None:
         import torch
-        from ray import serve
 
         from pipeline.stream import load_predictor
 
@@ -268,11 +270,10 @@ class SessionStore:
         self.created = 0
         self.batches = 0
         self.batched_pushes = 0  # pushes stepped as part of a merged batch
-        # one queue per store (a decorator on the class would share it across instances)
-        self._batched = serve.batch(
-            max_batch_size=max(1, batch_sessions),
-            batch_wait_timeout_s=max(0.0, batch_wait_ms) / 1000.0,
-        )(self._run_batch)
+        self.batch_sessions = max(1, batch_sessions)
+        self.batch_wait_s = max(0.0, batch_wait_ms) / 1000.0
+        self._queue: deque[tuple[str, np.ndarray, int, Any]] = deque()  # pushes waiting
+        self._draining = False
         self._stop = threading.Event()
         threading.Thread(target=self._sweeper, daemon=True, name="session-sweeper").start()
 
@@ -308,15 +309,40 @@ class SessionStore:
     async def push(self, sid: str, frames: np.ndarray, horizon: int) -> dict[str, Any]:
         """Step session `sid` through uint8 frames (N, H, W, C); {"frames": the next `horizon`
         frames (K, H, W, C) uint8 or None, "frames_seen"}, or {"error", "status"}."""
-        return await self._batched(sid, frames, horizon)
-
-    async def _run_batch(
-        self, sids: list[str], frames: list[np.ndarray], horizons: list[int]
-    ) -> list[dict[str, Any]]:
         import asyncio
 
-        # the model runs off the event loop, which meanwhile queues the next batch
-        return await asyncio.to_thread(self.step_batch, sids, frames, horizons)
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append((sid, frames, horizon, future))
+        if not self._draining:
+            self._draining = True
+            asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        """Run the queued pushes batch after batch until none is left."""
+        import asyncio
+
+        try:
+            while self._queue:
+                if self.batch_wait_s and len(self._queue) < self.batch_sessions:
+                    await asyncio.sleep(self.batch_wait_s)
+                n = min(len(self._queue), self.batch_sessions)
+                batch = [self._queue.popleft() for _ in range(n)]
+                sids, frames, horizons, futures = zip(*batch, strict=True)
+                try:  # the model runs off the event loop, which meanwhile queues what arrives
+                    results = await asyncio.to_thread(
+                        self.step_batch, list(sids), list(frames), list(horizons)
+                    )
+                except Exception as e:  # noqa: BLE001 - every waiting push gets the error
+                    for f in futures:
+                        if not f.done():
+                            f.set_exception(e)
+                    continue
+                for f, r in zip(futures, results, strict=True):
+                    if not f.done():
+                        f.set_result(r)
+        finally:
+            self._draining = False
 
     def step_batch(
         self, sids: list[str], frames: list[np.ndarray], horizons: list[int]

@@ -105,6 +105,8 @@ def test_session_store_steps_sessions_as_one_batch(tmp_path: Path) -> None:
     """Pushes of distinct sessions that arrive together go through the model as one batch
     (what Serve's batch queue hands to step_batch), and each session still gets exactly its
     own prediction; the same session twice in one batch runs in order."""
+    import asyncio
+
     from pipeline.serve import SessionStore
 
     ckpt = tiny_predictor(tmp_path / "p.pt")
@@ -129,6 +131,16 @@ def test_session_store_steps_sessions_as_one_batch(tmp_path: Path) -> None:
     assert res[1]["status"] == 404 and "no such session" in res[1]["error"]
     assert res[2]["frames"].shape == (2, SIZE, SIZE, CH) and res[2]["frames_seen"] == 7
     assert store.stats()["batched_pushes"] == 4 * 5  # nothing merged there
+
+    async def together() -> list[dict]:  # four pushes arriving at once: one model batch
+        pushes = [store.push(sid, frames[i, :1], 1) for i, sid in enumerate(sids)]
+        return await asyncio.gather(*pushes)
+
+    batches = store.stats()["batches"]
+    outs = asyncio.run(together())
+    assert [o["frames_seen"] for o in outs] == [8, 6, 6, 6]
+    assert store.stats()["batches"] == batches + 1
+    assert store.stats()["batched_pushes"] == 4 * 5 + 4
 
 
 @pytest.fixture(scope="module")
