@@ -61,18 +61,21 @@ def make_checkpoint(path: Path, size: int, length: int, width: int) -> None:
     checkpoint.save(path, task, task.make_optimizers(), 0, {"trainer": {}})
 
 
-def sample_all(ckpt: Path, n: int, length: int, batch: int):
+def sample_all(ckpt: Path, n: int, length: int, batch: int, device: str = "cpu"):
     """(uint8 videos (n, T, H, W, C), seconds) sampled as generate's units sample them."""
+    import torch
+
     from pipeline import checkpoint
     from pipeline.generate import sample_videos, to_uint8
 
-    gen = checkpoint.restore_task(checkpoint.load(ckpt)).inference_model().eval()
+    dev = torch.device(device)
+    gen = checkpoint.restore_task(checkpoint.load(ckpt), dev).inference_model().eval()
     out = []
     t0 = time.perf_counter()
     for start in range(0, n, batch):
         ids = list(range(start, min(start + batch, n)))
         videos, _ = sample_videos(gen, 0, length, ids, ids)
-        out.append(to_uint8(videos))
+        out.append(to_uint8(videos))  # to the host: what encoding needs
     seconds = time.perf_counter() - t0
     import numpy as np
 
@@ -125,6 +128,10 @@ def main() -> None:
     ap.add_argument("--format", default="mp4", help="mp4 | gif | webm | npy")
     ap.add_argument("--repeat", type=int, default=2, help="rounds; each row keeps its best")
     ap.add_argument("--json", help="write the rows here")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda: where sample_only samples")
+    ap.add_argument(
+        "--no-ray", action="store_true", help="skip the Ray rows (a machine without Ray)"
+    )
     args = ap.parse_args()
 
     import torch
@@ -137,18 +144,19 @@ def main() -> None:
         ckpt = work / "gen.pt"
         make_checkpoint(ckpt, args.size, args.length, args.gen_channels)
         n, fmt = args.videos, args.format
-        frames, _ = sample_all(ckpt, min(n, 8), args.length, 8)  # warm-up
+        frames, _ = sample_all(ckpt, min(n, 8), args.length, 8, args.device)  # warm-up
         encode_all((frames[:2], fmt, str(work / "warm")))
-        import ray
+        if not args.no_ray:
+            import ray
 
-        from pipeline.cluster import LOCAL_NODE_IP
+            from pipeline.cluster import LOCAL_NODE_IP
 
-        ray.init(
-            num_cpus=os.cpu_count() or 2,
-            include_dashboard=False,
-            log_to_driver=False,
-            _node_ip_address=LOCAL_NODE_IP,
-        )
+            ray.init(
+                num_cpus=os.cpu_count() or 2,
+                include_dashboard=False,
+                log_to_driver=False,
+                _node_ip_address=LOCAL_NODE_IP,
+            )
         best: dict[str, float] = {}
 
         def keep(name: str, rate: float) -> None:
@@ -156,7 +164,7 @@ def main() -> None:
 
         ctx = mp.get_context("spawn")
         for _ in range(args.repeat):
-            frames, seconds = sample_all(ckpt, n, args.length, 8)
+            frames, seconds = sample_all(ckpt, n, args.length, 8, args.device)
             keep("sample_only", n / seconds)
             keep("encode_only", n / encode_all((frames, fmt, str(work / "enc"))))
             halves = [
@@ -174,21 +182,24 @@ def main() -> None:
                 p.join()
             keep("encode_only_2_processes", n / (max(ends) - t0))
             keep("e2e_local", run_generate(ckpt, work / "local", n, args.length, fmt, "local"))
-            for w in (1, 2):
+            for w in () if args.no_ray else (1, 2):
                 rate = run_generate(ckpt, work / f"ray{w}", n, args.length, fmt, "ray", w)
                 keep(f"e2e_{w}_worker{'s' if w > 1 else ''}", rate)
-        ray.shutdown()
+        if not args.no_ray:
+            ray.shutdown()
 
         title = (
             f"generate: {n} videos of {args.length} frames {args.size}x{args.size}, {fmt}, "
-            f"G_I width {args.gen_channels} (videos/s, best of {args.repeat})"
+            f"G_I width {args.gen_channels}, sampling on {args.device} "
+            f"(videos/s, best of {args.repeat})"
         )
         table = Table(title)
         table.add("encode_only", best["encode_only"], "videos/s")
         table.add("sample_only", best["sample_only"], "videos/s", "encode_only")
         table.add("e2e_local", best["e2e_local"], "videos/s", "encode_only")
-        table.add("e2e_1_worker", best["e2e_1_worker"], "videos/s", "encode_only")
-        table.add("e2e_2_workers", best["e2e_2_workers"], "videos/s", "e2e_1_worker")
+        if not args.no_ray:
+            table.add("e2e_1_worker", best["e2e_1_worker"], "videos/s", "encode_only")
+            table.add("e2e_2_workers", best["e2e_2_workers"], "videos/s", "e2e_1_worker")
         table.add(
             "encode_only_2_processes", best["encode_only_2_processes"], "videos/s", "encode_only"
         )

@@ -244,6 +244,11 @@ class ClipDataset(IterableDataset):
     def __iter__(self) -> Iterator[Batch]:
         info = get_worker_info()
         worker, num_workers = (0, 1) if info is None else (info.id, info.num_workers)
+        if len(self) == 0 and self.epochs is None:
+            raise ValueError(
+                f"{self.num_clips} clips of {self.clip_length} frames make no batch of "
+                f"{self.batch_size} (drop_last): endless epochs would never yield one"
+            )
         per_epoch = max(len(self), 1)
         epoch, skip = divmod(self.skip_batches, per_epoch)
         while self.epochs is None or epoch < self.epochs:

@@ -86,7 +86,7 @@ class ServeConfig:
     max_videos: int = 64  # videos per generate request
     max_length: int = 256  # frames per generated video
     seconds: float | None = None  # stop after this many seconds (null: until Ctrl-C)
-    address: str | None = None  # Ray cluster address (null: start or join a local one)
+    address: str | None = None  # Ray address (null: cluster.address, $RAY_ADDRESS or local)
     access_log: bool = False  # Serve's per-request access log lines (proxy and replicas)
 
 
@@ -1194,9 +1194,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if ckpt is None and not s.generator:
         required(cfg, "checkpoint")
     plan(ckpt, s)  # user mistakes before Ray starts
-    from pipeline.cluster import ray_init
+    from pipeline.cluster import address_of, ray_init
 
-    ray_init(s.address)  # serve.address, else $RAY_ADDRESS, else a private local instance
+    # serve.address, else cluster.address, else $RAY_ADDRESS, else a private local instance
+    ray_init(s.address or address_of(cfg))
     url, models = start(ckpt, s)
     hosted = ", ".join(f"{k} {v}" for k, v in models.items() if v)
     print(f"serve: {hosted} on {url} (healthz, metrics, /v1/...); Ctrl-C stops", file=sys.stderr)

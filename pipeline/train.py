@@ -286,6 +286,12 @@ def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, 
             labels=task.needs_labels,
             keypoints=task.needs_keypoints,
         )
+    if len(dataset) == 0:  # drop_last: an epoch without one full batch would loop forever
+        raise UsageError(
+            f"store {job['store']}: {dataset.num_clips} training clips of {task.clip_length} "
+            f"frames, fewer than one batch (trainer.batch_size={t.batch_size}): lower the "
+            "batch size or add videos"
+        )
     if task.needs_labels and len(dataset.categories) > task.num_categories:
         raise UsageError(
             f"store {job['store']} has {len(dataset.categories)} label categories "

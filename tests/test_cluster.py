@@ -345,6 +345,56 @@ def test_ingest_job_writes_the_s3_store_from_both_nodes(s3_store: dict, s3: Moto
     assert store.summary()["frames"] == report["frames"] == 6 * 24
 
 
+def test_framecast_run_is_one_ray_job_on_an_s3_store(
+    cluster: LocalCluster, s3: MotoS3, tmp_path: Path
+) -> None:
+    """`ray job submit -- framecast run pipeline=ingest_train`: the whole chain as one job,
+    each stage joining the cluster (RAY_ADDRESS); the store it passes on lives on S3, so ingest
+    writes it there and train, evaluate and generate read it from there."""
+    from pipeline.store import FrameStore
+    from pipeline.video import write_video
+
+    rng = np.random.default_rng(1)
+    for label in ("left", "right"):
+        (tmp_path / "videos" / label).mkdir(parents=True)
+        for i in range(4):
+            frames = rng.integers(0, 256, (24, 16, 16, 3), dtype=np.uint8)
+            write_video(str(tmp_path / "videos" / label / f"c{i}.mp4"), frames, 8)
+    s3.make_bucket("runs")
+    url, run_dir = "s3://runs/run.zarr", tmp_path / "run"
+    cluster.submit(
+        [
+            "framecast",
+            "run",
+            "pipeline=ingest_train",
+            f"run_dir={run_dir}",
+            f"source={tmp_path / 'videos'}",
+            f"stages.ingest.outputs.store={url}",
+            "stages.ingest.ingest.size=16",
+            "++stages.train.model.frame_size=16",
+            "++stages.train.model.hidden=16",
+            "stages.train.trainer.max_steps=2",
+            "++stages.train.trainer.batch_size=4",
+            "++stages.evaluate.evaluate.max_sequences=2",
+            "stages.rollouts.num_videos=2",
+            "stages.rollouts.generate.preview=2",
+            f"report={tmp_path / 'run.json'}",
+        ],
+        s3.env,
+    )
+    result = json.loads((tmp_path / "run.json").read_text())
+    assert result["ran"] == ["ingest", "train", "evaluate", "rollouts"], result
+    store = FrameStore.open(url, s3.storage_options)
+    assert len(store.video_ids()) == 8 and store.summary()["frames"] == 8 * 24
+    train = json.loads((run_dir / "train" / "train.json").read_text())
+    assert train["store"] == url and train["steps"] == 2
+    metrics = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
+    assert metrics["data"] == url and np.isfinite(metrics["mse"])
+    manifest = (run_dir / "rollouts" / "manifest.jsonl").read_text().splitlines()
+    assert len(manifest) == 2
+    assert (run_dir / "report.html").exists()
+
+
 def test_two_worker_training_job_on_s3_survives_losing_the_worker_node(
     cluster: LocalCluster, s3_store: dict, s3: MotoS3, tmp_path: Path
 ) -> None:

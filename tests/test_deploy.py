@@ -428,7 +428,7 @@ def test_every_ray_stage_has_the_cluster_group() -> None:
     from pipeline.cluster import address_of
     from pipeline.config import compose
 
-    for stage in ("ingest", "train", "generate"):
+    for stage in ("ingest", "train", "generate", "serve"):
         cfg = compose(stage, ["cluster.address=ray://head:10001"])
         assert address_of(cfg) == "ray://head:10001"
         assert compose(stage, []).cluster.address is None

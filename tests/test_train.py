@@ -66,6 +66,22 @@ def test_local_training_logs_checkpoints_and_lowers_loss(tiny_store: str, tmp_pa
     assert out.shape == (2, 7, 1, 16, 16)
 
 
+def test_a_store_smaller_than_one_batch_is_a_clear_error(
+    tiny_store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With drop_last, fewer clips than trainer.batch_size gives no batch at all: an error,
+    not an endless wait for the first one."""
+    from pipeline.loader import ClipDataset
+
+    args = train_args(tiny_store, tmp_path / "run", "trainer.batch_size=100000")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "fewer than one batch" in err and "trainer.batch_size=100000" in err
+    ds = ClipDataset(tiny_store, 10, 100000, split="train", epochs=None, drop_last=True)
+    with pytest.raises(ValueError, match="make no batch"):
+        next(iter(ds))
+
+
 _KILL_AFTER = 12
 
 
