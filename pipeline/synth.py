@@ -44,6 +44,7 @@ class ShapesConfig:
     size: int = 64
     test_fraction: float = 0.1
     radius: list[float] = field(default_factory=lambda: [0.08, 0.16])  # [min, max] x size
+    background: list[int] | None = None  # one [r, g, b] for every video; None: random each
 
 
 @dataclass
@@ -153,13 +154,19 @@ def _shards(cfg: DictConfig, synth: SynthConfig) -> list[Shard]:
             raise UsageError(f"data.size={shapes.size}: frames must be at least 16x16")
         if not 0.0 <= shapes.test_fraction < 1.0:
             raise UsageError(f"data.test_fraction={shapes.test_fraction}: must be in [0, 1)")
-        from pipeline.datasets.shapes import check_radius
+        from pipeline.datasets.shapes import check_background, check_radius
 
         try:
             radius = check_radius(shapes.radius, shapes.size)
         except ValueError as e:
             where = f"data.radius={shapes.radius} (data.size={shapes.size})"
             raise UsageError(f"{where}: {e}") from None
+        background = None
+        if shapes.background is not None:
+            try:
+                background = check_background(shapes.background)
+            except ValueError as e:
+                raise UsageError(f"data.background={shapes.background}: {e}") from None
         return _split_shards(
             name,
             synth.num_videos,
@@ -167,6 +174,7 @@ def _shards(cfg: DictConfig, synth: SynthConfig) -> list[Shard]:
             synth,
             size=shapes.size,
             radius=radius,
+            background=background,
         )
     if name == "stick_figures":
         figures = typed(cfg.data, StickFiguresConfig, "data")

@@ -263,3 +263,23 @@ def test_synth_radius_option(tmp_path: Path, capsys):
         assert "data.radius" in capsys.readouterr().err
     assert main([*args, f"store={tmp_path / 'bad.zarr'}", "data.radius=[0.2,big]"]) == 2
     assert "data.radius" in capsys.readouterr().err
+
+
+def test_fixed_background_option(tmp_path: Path, capsys):
+    from pipeline.cli import main
+    from pipeline.store import FrameStore
+
+    for _, frames, attrs in generate(6, 4, seed=3, size=32, background=(0, 0, 0)):
+        assert attrs["background"] == [0, 0, 0]
+        assert (frames[:, 0, 0] == 0).all() and (frames[:, -1, -1] == 0).all()  # the corners
+        assert np.linalg.norm(np.array(attrs["color"])) >= 120  # still far from it
+    with pytest.raises(ValueError, match="0..255"):
+        generate(1, 4, size=32, background=(0, 0, 256))
+    store = tmp_path / "black.zarr"
+    args = ["synth", "data=shapes", f"store={store}", "synth.num_videos=3", "synth.length=3"]
+    assert main([*args, "data.size=32", "data.background=[0,0,0]"]) == 0
+    s = FrameStore.open(str(store))
+    assert all(s.attrs(v)["background"] == [0, 0, 0] for v in s.video_ids())
+    capsys.readouterr()
+    assert main([*args, f"store={tmp_path / 'bad.zarr'}", "data.background=[0,0]"]) == 2
+    assert "data.background" in capsys.readouterr().err

@@ -63,6 +63,14 @@ _DIRECTIONS = {
 }
 
 
+def check_background(rgb: tuple[int, ...] | list[int]) -> tuple[int, int, int]:
+    """A background colour as (r, g, b) ints in 0..255 (ValueError otherwise)."""
+    values = list(rgb)
+    if len(values) != 3 or not all(isinstance(v, int) and 0 <= v <= 255 for v in values):
+        raise ValueError(f"background must be [r, g, b] with integers in 0..255, got {rgb}")
+    return (values[0], values[1], values[2])
+
+
 def check_radius(radius: tuple[float, float] | list[float], size: int) -> tuple[float, float]:
     """The radius range (lo, hi), fractions of `size`, as floats; ValueError unless
     0 < lo <= hi and the largest shape leaves its centre room to move inside the frame with the
@@ -177,6 +185,7 @@ def shapes_video(
     motion: str | None = None,
     shape: str | None = None,
     radius: tuple[float, float] = RADIUS,
+    background_rgb: tuple[int, int, int] | None = None,
 ) -> tuple[np.ndarray, dict]:
     """One shape-motion video: frames (length, size, size, 3) uint8 and its info.
 
@@ -185,7 +194,8 @@ def shapes_video(
     category, the shape, the radius (uniform in `radius` * size, see ``check_radius``), the
     background, the colour (rejection), then the
     trajectory; a given `motion` or `shape` is still drawn (and then replaced), so the other
-    draws do not change.
+    draws do not change. A given `background_rgb` (0..255 each) replaces the drawn background
+    before the colour is drawn against it.
     """
     if size < 16:
         raise ValueError(f"size must be >= 16, got {size}")
@@ -202,6 +212,8 @@ def shapes_video(
         shape_index = SHAPES.index(shape)
     r = size * float(rng.uniform(lo, hi))
     background = rng.integers(0, 256, 3)
+    if background_rgb is not None:
+        background = np.asarray(background_rgb, dtype=np.int64)
     color = rng.integers(0, 256, 3)
     while np.linalg.norm(color - background) < MIN_COLOR_DISTANCE:
         color = rng.integers(0, 256, 3)
@@ -228,6 +240,7 @@ def generate(
     start: int = 0,
     size: int = 64,
     radius: tuple[float, float] = RADIUS,
+    background: tuple[int, int, int] | None = None,
 ) -> Iterator[tuple[str, np.ndarray, dict]]:
     """Yield ``(video_id, frames (length, size, size, 3) uint8, attrs)`` for videos
     ``start .. num_videos - 1``.
@@ -237,7 +250,8 @@ def generate(
     JSON-serialisable: source ("shapes"), split, num_frames, fps, label (the motion category's
     index in ``MOTIONS``), motion, shape, color and background ([r, g, b]), radius (pixels),
     size, seed, index. ``radius``: the range (min, max) of the shapes' radius as fractions of
-    ``size`` (ValueError where it does not fit, see ``check_radius``).
+    ``size`` (ValueError where it does not fit, see ``check_radius``). ``background``: one RGB
+    background for every video (None: each draws its own).
     """
     if length < 1 or size < 16:
         raise ValueError(f"need length >= 1 and size >= 16, got {length}, {size}")
@@ -246,7 +260,9 @@ def generate(
     if split not in _SPLIT_STREAM:
         raise ValueError(f"unknown split {split!r}: expected 'train' or 'test'")
     radius = check_radius(radius, size)
-    return _generate(num_videos, length, split, seed, start, size, radius)
+    if background is not None:
+        background = check_background(background)
+    return _generate(num_videos, length, split, seed, start, size, radius, background)
 
 
 def _generate(
@@ -257,10 +273,11 @@ def _generate(
     start: int,
     size: int,
     radius: tuple[float, float],
+    background: tuple[int, int, int] | None = None,
 ) -> Iterator[tuple[str, np.ndarray, dict]]:
     for i in range(start, num_videos):
         rng = np.random.default_rng([seed, _SPLIT_STREAM[split], i])
-        frames, info = shapes_video(rng, length, size, radius=radius)
+        frames, info = shapes_video(rng, length, size, radius=radius, background_rgb=background)
         attrs = {
             "source": "shapes",
             "split": split,
@@ -284,6 +301,7 @@ __all__ = [
     "MOTIONS",
     "RADIUS",
     "SHAPES",
+    "check_background",
     "check_radius",
     "coverage",
     "generate",
