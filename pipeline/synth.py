@@ -45,6 +45,7 @@ class ShapesConfig:
     test_fraction: float = 0.1
     radius: list[float] = field(default_factory=lambda: [0.08, 0.16])  # [min, max] x size
     background: list[int] | None = None  # one [r, g, b] for every video; None: random each
+    label: str = "motion"  # the "label" attribute: motion (0..5) | shape_motion (0..11)
 
 
 @dataclass
@@ -167,6 +168,10 @@ def _shards(cfg: DictConfig, synth: SynthConfig) -> list[Shard]:
                 background = check_background(shapes.background)
             except ValueError as e:
                 raise UsageError(f"data.background={shapes.background}: {e}") from None
+        from pipeline.datasets.shapes import LABELS
+
+        if shapes.label not in LABELS:
+            raise UsageError(f"data.label={shapes.label}: use one of {', '.join(LABELS)}")
         return _split_shards(
             name,
             synth.num_videos,
@@ -175,6 +180,7 @@ def _shards(cfg: DictConfig, synth: SynthConfig) -> list[Shard]:
             size=shapes.size,
             radius=radius,
             background=background,
+            label=shapes.label,
         )
     if name == "stick_figures":
         figures = typed(cfg.data, StickFiguresConfig, "data")

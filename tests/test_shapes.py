@@ -283,3 +283,29 @@ def test_fixed_background_option(tmp_path: Path, capsys):
     capsys.readouterr()
     assert main([*args, f"store={tmp_path / 'bad.zarr'}", "data.background=[0,0]"]) == 2
     assert "data.background" in capsys.readouterr().err
+
+
+def test_shape_motion_labels():
+    plain = list(generate(12, 3, seed=5, size=32))
+    both = list(generate(12, 3, seed=5, size=32, label="shape_motion"))
+    for (_, f0, a0), (_, f1, a1) in zip(plain, both):
+        assert np.array_equal(f0, f1)  # the same videos, only the label differs
+        assert a1["label"] == SHAPES.index(a1["shape"]) * len(MOTIONS) + a0["label"]
+    assert {a["label"] >= len(MOTIONS) for _, _, a in both} == {True, False}
+    with pytest.raises(ValueError, match="unknown label"):
+        generate(1, 3, size=32, label="colour")
+
+
+def test_synth_label_option(tmp_path: Path, capsys):
+    from pipeline.cli import main
+    from pipeline.store import FrameStore
+
+    args = ["synth", "data=shapes", "synth.num_videos=6", "synth.length=3", "data.size=32"]
+    assert main([*args, f"store={tmp_path / 'l.zarr'}", "data.label=shape_motion"]) == 0
+    s = FrameStore.open(str(tmp_path / "l.zarr"))
+    for v in s.video_ids():
+        a = s.attrs(v)
+        assert a["label"] == SHAPES.index(a["shape"]) * len(MOTIONS) + MOTIONS.index(a["motion"])
+    capsys.readouterr()
+    assert main([*args, f"store={tmp_path / 'bad.zarr'}", "data.label=colour"]) == 2
+    assert "data.label=colour" in capsys.readouterr().err

@@ -52,6 +52,7 @@ MOTIONS: tuple[str, ...] = (
 SHAPES: tuple[str, ...] = ("circle", "square")
 RADIUS: tuple[float, float] = (0.08, 0.16)  # default radius range, as fractions of the size
 SUPERSAMPLE = 4  # sub-pixels per pixel and axis when rendering
+LABELS = ("motion", "shape_motion")  # what a video's "label" attribute holds
 MIN_COLOR_DISTANCE = 120.0  # shape vs background, Euclidean in RGB 0..255
 _SPLIT_STREAM = {"train": 0, "test": 1}
 # Unit direction (dy, dx) of each linear motion.
@@ -241,6 +242,7 @@ def generate(
     size: int = 64,
     radius: tuple[float, float] = RADIUS,
     background: tuple[int, int, int] | None = None,
+    label: str = "motion",
 ) -> Iterator[tuple[str, np.ndarray, dict]]:
     """Yield ``(video_id, frames (length, size, size, 3) uint8, attrs)`` for videos
     ``start .. num_videos - 1``.
@@ -251,7 +253,10 @@ def generate(
     index in ``MOTIONS``), motion, shape, color and background ([r, g, b]), radius (pixels),
     size, seed, index. ``radius``: the range (min, max) of the shapes' radius as fractions of
     ``size`` (ValueError where it does not fit, see ``check_radius``). ``background``: one RGB
-    background for every video (None: each draws its own).
+    background for every video (None: each draws its own). ``label``: what the "label"
+    attribute holds, the motion category (``"motion"``, 0..5) or shape and motion together
+    (``"shape_motion"``: shape index * 6 + motion, 0..11, circles first; what a generator
+    conditioned on the shape trains on).
     """
     if length < 1 or size < 16:
         raise ValueError(f"need length >= 1 and size >= 16, got {length}, {size}")
@@ -262,7 +267,9 @@ def generate(
     radius = check_radius(radius, size)
     if background is not None:
         background = check_background(background)
-    return _generate(num_videos, length, split, seed, start, size, radius, background)
+    if label not in LABELS:
+        raise ValueError(f"unknown label {label!r}: expected one of {LABELS}")
+    return _generate(num_videos, length, split, seed, start, size, radius, background, label)
 
 
 def _generate(
@@ -274,6 +281,7 @@ def _generate(
     size: int,
     radius: tuple[float, float],
     background: tuple[int, int, int] | None = None,
+    label: str = "motion",
 ) -> Iterator[tuple[str, np.ndarray, dict]]:
     for i in range(start, num_videos):
         rng = np.random.default_rng([seed, _SPLIT_STREAM[split], i])
@@ -283,7 +291,8 @@ def _generate(
             "split": split,
             "num_frames": length,
             "fps": FPS,
-            "label": info["label"],
+            "label": info["label"]
+            + (SHAPES.index(info["shape"]) * len(MOTIONS) if label == "shape_motion" else 0),
             "motion": info["motion"],
             "shape": info["shape"],
             "color": info["color"],
@@ -298,6 +307,7 @@ def _generate(
 
 __all__ = [
     "FPS",
+    "LABELS",
     "MOTIONS",
     "RADIUS",
     "SHAPES",
