@@ -4,7 +4,7 @@
 
     python bench/stream.py                       # default streaming model, 20 s, in-process
     python bench/stream.py --serve               # + the same stream through framecast serve
-    python bench/stream.py --serve-load          # + 50 sessions x 10 fps x 30 s on loopback
+    python bench/stream.py --serve-load          # + 50 sessions x 10 fps x 30 s on loopback, twice
     python bench/stream.py --device cuda --model lstm_autoencoder   # paper size (2048 units)
 
 The model's weights are random (latency does not depend on them): its config is
@@ -212,6 +212,9 @@ def main() -> None:
     ap.add_argument("--sessions", type=int, default=50)
     ap.add_argument("--session-fps", type=float, default=10.0)
     ap.add_argument("--load-seconds", type=float, default=30.0)
+    ap.add_argument(
+        "--load-rounds", type=int, default=2, help="load runs in a row: RSS after each (flat?)"
+    )
     ap.add_argument("--json", default=None, help="write the table as JSON here")
     args = ap.parse_args()
 
@@ -276,6 +279,18 @@ def main() -> None:
             if before and after and before[0] and after[0]:
                 table.add("replica RSS before load", before[0], "MB")
                 table.add("replica RSS after load", after[0], "MB", "replica RSS before load")
+            # memory stays flat: more rounds of the same load must not keep adding to it
+            for r in range(2, args.load_rounds + 1):
+                again = serve_load(
+                    url, None, args.sessions, args.session_fps, args.load_seconds, horizon=1
+                )
+                extra[f"serve_load_round_{r}"] = again
+                table.add(f"load round {r} errors", again["errors"], "requests")
+                rss = again["rss_mb_after"]
+                if rss and rss[0] and after and after[0]:
+                    table.add(
+                        f"replica RSS after round {r}", rss[0], "MB", "replica RSS after load"
+                    )
     finally:
         if fserve is not None:
             fserve.stop()

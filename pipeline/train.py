@@ -286,7 +286,7 @@ def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, 
             labels=task.needs_labels,
             keypoints=task.needs_keypoints,
         )
-    if len(dataset) == 0:  # drop_last: an epoch without one full batch would loop forever
+    if isinstance(dataset, ClipDataset) and len(dataset) == 0:  # drop_last: no full batch
         raise UsageError(
             f"store {job['store']}: {dataset.num_clips} training clips of {task.clip_length} "
             f"frames, fewer than one batch (trainer.batch_size={t.batch_size}): lower the "
