@@ -181,6 +181,16 @@ def test_ray_two_workers_match_one_worker_on_the_concatenated_batch(
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
     assert any(not torch.equal(first["networks"]["model"][k], b[k]) for k in b)  # it trained
     assert losses(tmp_path / "one") == pytest.approx(losses(tmp_path / "two"), rel=1e-4)
+    # fp16 all-reduce: the same run up to half-precision rounding of the averaged gradients
+    half = [*two[:2], f"run_dir={tmp_path / 'half'}", *two[3:], "trainer.grad_compression=fp16"]
+    assert main(half) == 0
+    c = checkpoint.load(tmp_path / "half" / "checkpoints" / "last.pt")["networks"]["model"]
+    # Adam divides by the gradient's scale, so a tiny gradient rounded by fp16 can move its
+    # weight by ~lr: a few weights differ, the run does not
+    far = sum(int(((a[k] - c[k]).abs() > 1e-3).sum()) for k in a)
+    assert 0 < far < 0.05 * sum(a[k].numel() for k in a)
+    assert losses(tmp_path / "one") == pytest.approx(losses(tmp_path / "half"), rel=1e-2)
+    assert main([*half[:-1], "trainer.grad_compression=int8"]) == 2
 
 
 def test_training_on_fresh_moving_mnist_sequences(tmp_path: Path) -> None:
