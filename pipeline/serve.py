@@ -2,14 +2,17 @@
 
 Deployments (one Serve application, "framecast"):
 
-    Ingress (FastAPI, stateless: parses and checks input, auth, metrics)
-      ├── predictor_0 .. predictor_{R-1}   SessionHost: the model and the live sessions of a shard
-      └── generator                        GeneratorHost: a MoCoGAN generator (optional)
+    Ingress (FastAPI: parses and checks input, auth, metrics; with serve.replicas=1 it also
+      │      holds the predictor and its sessions, saving an actor hop per frame)
+      ├── predictor_0 .. predictor_{R-1}   SessionStore: the model and the live sessions of a
+      │                                    shard (only when serve.replicas > 1)
+      └── generator                        GeneratorStore: a MoCoGAN generator (optional)
 
 A stream session holds the model's recurrent state (`model.stream(1)`), so every request of a
 session must reach the replica that holds it: each of the `serve.replicas` predictor replicas is
 its own deployment (one replica each), and a session id names its shard. Sessions idle for
-`serve.idle_seconds` are dropped.
+`serve.idle_seconds` are dropped. A replica steps the frames of concurrent sessions through the
+model as one batch (see SessionStore): on a GPU, many streams cost about one.
 
 HTTP API (all under the server's URL; with a token: `Authorization: Bearer TOKEN`, or
 `?token=TOKEN` for WebSockets):

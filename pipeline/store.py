@@ -39,10 +39,12 @@ import fsspec
 import numpy as np
 import zarr
 from zarr.codecs import ZstdCodec
+from zarr.core.sync import sync
 
 FORMAT_VERSION = 1
 FORMAT_KEY = "framecast_format"
 DEFAULT_CHUNK_FRAMES = 32
+MAX_FRAMES = 2**31 - 1  # a video's declared length while it is written (see VideoWriter)
 _VIDEO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 
@@ -486,10 +488,13 @@ class VideoWriter:
         self._done = False
         zs = store._zarr_store()
         h, w, c = self.frame_shape
+        # The arrays are declared MAX_FRAMES long and cut to their length once, at commit:
+        # appending would rewrite the array's metadata with every chunk (a second PUT per chunk
+        # on an object store). Nothing reads them before the commit marker.
         self._frames = zarr.create_array(
             zs,
             name=f"{self.path}/frames",
-            shape=(0, h, w, c),
+            shape=(MAX_FRAMES, h, w, c),
             chunks=(self.chunk_frames, h, w, c),
             dtype="uint8",
             compressors=ZstdCodec(level=3),
@@ -500,7 +505,7 @@ class VideoWriter:
             self._kp = zarr.create_array(
                 zs,
                 name=f"{self.path}/keypoints",
-                shape=(0, num_keypoints, 2),
+                shape=(MAX_FRAMES, num_keypoints, 2),
                 chunks=(self.chunk_frames, num_keypoints, 2),
                 dtype="float32",
                 compressors=ZstdCodec(level=3),
@@ -537,9 +542,12 @@ class VideoWriter:
         kp = np.concatenate(self._pending_kp) if self._pending_kp else None
         n = len(block) if final else (len(block) // self.chunk_frames) * self.chunk_frames
         if n:
-            self._frames.append(block[:n], axis=0)
+            t = self.num_frames
+            if t + n > MAX_FRAMES:
+                raise ValueError(f"video {self.video_id}: more than {MAX_FRAMES} frames")
+            self._frames[t : t + n] = block[:n]
             if kp is not None and self._kp is not None:
-                self._kp.append(kp[:n], axis=0)
+                self._kp[t : t + n] = kp[:n]
             self.num_frames += n
         self._pending = [block[n:]] if n < len(block) else []
         self._pending_kp = [kp[n:]] if kp is not None and n < len(block) else []
@@ -553,6 +561,10 @@ class VideoWriter:
             raise ValueError(f"video {self.video_id}: no frames to commit")
         attrs = {k: v for k, v in attrs.items() if k != "num_frames"}
         json.dumps(attrs)  # fail before anything becomes visible
+        for array in (self._frames, self._kp):
+            if array is not None:  # the true length (no chunk lies beyond it: none to delete)
+                shape = (self.num_frames, *array.shape[1:])
+                sync(array.async_array.resize(shape, delete_outside_chunks=False))
         entry = VideoEntry(
             self.video_id, self.gen, self.num_frames, self.frame_shape, self.num_keypoints, attrs
         )
