@@ -78,6 +78,7 @@ class MoCoGANConfig:
     infogan: float = 0.0  # λ_i: InfoGAN term CE(Q(G(z)), a) for G and D_V (0 = off)
     category_weight: float = 1.0  # λ_c: category cross-entropy (real: labels; fake: sampled a)
     image_only: bool = False  # ablation: z_M(t) = ε(t) i.i.d., no recurrent motion network
+    spectral_norm: bool = False  # discriminators: W / σ(W) in every layer, no BatchNorm
 
     def __post_init__(self) -> None:
         size = self.frame_size
@@ -133,6 +134,15 @@ def init_weights(module: nn.Module) -> None:
     elif isinstance(module, nn.BatchNorm2d | nn.BatchNorm3d):
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
+
+
+def spectral_normalise(module: nn.Module) -> nn.Module:
+    """W -> W / σ(W) for every conv and linear weight in `module` (in place; call after
+    init_weights: the parametrization keeps the initial W as its `original`)."""
+    for layer in list(module.modules()):
+        if isinstance(layer, nn.Conv2d | nn.Conv3d | nn.Linear):
+            nn.utils.parametrizations.spectral_norm(layer)
+    return module
 
 
 def _levels(frame_size: int) -> int:
@@ -347,9 +357,10 @@ class ImageDiscriminator(nn.Module):
         after the first) -> 4x4 conv, stride 2 -> logits (N, 4, 4)
 
     a 4x4 grid of patch decisions at any S (S = 64: 4 stride-2 layers, the paper's D_I).
+    spectral: spectral normalisation in every layer instead of BatchNorm.
     """
 
-    def __init__(self, frame_size: int, channels: int, width: int) -> None:
+    def __init__(self, frame_size: int, channels: int, width: int, spectral: bool = False) -> None:
         super().__init__()
         layers: list[nn.Module] = [
             nn.Conv2d(channels, width, 4, 2, 1),
@@ -359,14 +370,16 @@ class ImageDiscriminator(nn.Module):
         for k in range(1, _levels(frame_size) - 1):  # down to 8x8
             c_out = width * min(8, 2**k)
             layers += [
-                nn.Conv2d(c, c_out, 4, 2, 1, bias=False),
-                nn.BatchNorm2d(c_out),
+                nn.Conv2d(c, c_out, 4, 2, 1, bias=spectral),
+                nn.Identity() if spectral else nn.BatchNorm2d(c_out),
                 nn.LeakyReLU(0.2, inplace=True),
             ]
             c = c_out
         self.trunk = nn.Sequential(*layers)
         self.head = nn.Conv2d(c, 1, 4, 2, 1)
         self.apply(init_weights)
+        if spectral:
+            spectral_normalise(self)
 
     def forward(self, frames: Tensor, noise: float = 0.0) -> Tensor:
         """frames (N, C, S, S) in [-1, 1] -> patch logits (N, 4, 4)."""
@@ -381,10 +394,17 @@ class VideoDiscriminator(nn.Module):
         and, when K > 0, category logits (B, K) = Linear(mean of the trunk's features).
 
     Space halves per layer and time keeps its length, so any T' >= 1 works; each patch logit
-    sees 9 frames (4 temporal kernels of 3).
+    sees 9 frames (4 temporal kernels of 3). spectral: as in ImageDiscriminator.
     """
 
-    def __init__(self, frame_size: int, channels: int, width: int, num_categories: int) -> None:
+    def __init__(
+        self,
+        frame_size: int,
+        channels: int,
+        width: int,
+        num_categories: int,
+        spectral: bool = False,
+    ) -> None:
         super().__init__()
         kernel, stride, pad = (3, 4, 4), (1, 2, 2), (1, 1, 1)
         layers: list[nn.Module] = [
@@ -395,8 +415,8 @@ class VideoDiscriminator(nn.Module):
         for k in range(1, _levels(frame_size) - 1):
             c_out = width * min(8, 2**k)
             layers += [
-                nn.Conv3d(c, c_out, kernel, stride, pad, bias=False),
-                nn.BatchNorm3d(c_out),
+                nn.Conv3d(c, c_out, kernel, stride, pad, bias=spectral),
+                nn.Identity() if spectral else nn.BatchNorm3d(c_out),
                 nn.LeakyReLU(0.2, inplace=True),
             ]
             c = c_out
@@ -404,6 +424,8 @@ class VideoDiscriminator(nn.Module):
         self.head = nn.Conv3d(c, 1, kernel, stride, pad)
         self.categories = nn.Linear(c, num_categories) if num_categories else None
         self.apply(init_weights)
+        if spectral:
+            spectral_normalise(self)
 
     def forward(self, clips: Tensor, noise: float = 0.0) -> tuple[Tensor, Tensor | None]:
         """clips (B, T', C, S, S) in [-1, 1] -> (patch logits (B, T', 4, 4), category
@@ -494,9 +516,15 @@ class MoCoGANTask(TrainingTask):
         self.networks = nn.ModuleDict(
             {
                 "generator": Generator(cfg),
-                "image_disc": ImageDiscriminator(cfg.frame_size, cfg.channels, cfg.disc_channels),
+                "image_disc": ImageDiscriminator(
+                    cfg.frame_size, cfg.channels, cfg.disc_channels, cfg.spectral_norm
+                ),
                 "video_disc": VideoDiscriminator(
-                    cfg.frame_size, cfg.channels, cfg.disc_channels, cfg.num_categories
+                    cfg.frame_size,
+                    cfg.channels,
+                    cfg.disc_channels,
+                    cfg.num_categories,
+                    cfg.spectral_norm,
                 ),
             }
         )
@@ -644,4 +672,5 @@ __all__ = [
     "generator_loss",
     "sample_clips",
     "sample_frames",
+    "spectral_normalise",
 ]

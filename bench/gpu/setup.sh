@@ -2,11 +2,11 @@
 # where PyAV, zarr, Hydra or fsspec are missing, defines PY and fc (python -m pipeline), and
 # records the card every number belongs to in $OUT/card.txt.
 mkdir -p "$OUT"
-if [ -d .whl ] && ! python3 -c 'import zarr, av, hydra, fsspec' 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+PY=${PY:-python3}
+if [ -d .whl ] && ! "$PY" -c 'import zarr, av, hydra, fsspec' 2>/dev/null; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
   export PYTHONPATH=/tmp/site:$PWD
 fi
-PY=${PY:-python3}
 fc() { "$PY" -m pipeline "$@"; }
 (nvidia-smi -L || echo "no nvidia-smi") > "$OUT/card.txt"
 cat "$OUT/card.txt"
