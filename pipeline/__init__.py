@@ -16,6 +16,6 @@ if importlib.util.find_spec("pipeline.configs") is None:
             submodule_search_locations=[_configs],
         )
         if _spec is not None and _spec.loader is not None:
-            _module = importlib.util.module_from_spec(_spec)
-            sys.modules["pipeline.configs"] = _module
-            _spec.loader.exec_module(_module)
+            configs = importlib.util.module_from_spec(_spec)
+            sys.modules["pipeline.configs"] = configs
+            _spec.loader.exec_module(configs)

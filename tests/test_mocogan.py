@@ -306,6 +306,29 @@ def test_generator_learns_to_fool_fixed_discriminators():
         assert last < first, (key, first, last)
 
 
+def test_spectral_norm_discriminators_are_one_lipschitz_per_layer_and_train():
+    task = tiny_task(spectral_norm=True, num_categories=len(MOTIONS), instance_noise=0.0)
+    for name in ("image_disc", "video_disc"):
+        net = task.networks[name]
+        assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
+        layers = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Conv3d)]
+        assert layers and all(torch.nn.utils.parametrize.is_parametrized(m) for m in layers)
+    assert any(
+        isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+        for m in task.networks["generator"].modules()
+    )  # the generator keeps its BatchNorm
+    update = make_update(task.make_optimizers(), None)
+    batch = shapes_batch(8)
+    logs = [task.training_step(batch, step, update) for step in range(4)]
+    assert all(np.isfinite(v) for log in logs for v in log.values())
+    # After a few power iterations, every used weight W / sigma(W) has spectral norm ~1.
+    for name in ("image_disc", "video_disc"):
+        for m in task.networks[name].modules():
+            if isinstance(m, torch.nn.Conv2d | torch.nn.Conv3d):
+                sigma = torch.linalg.matrix_norm(m.weight.detach().flatten(1), ord=2)
+                assert sigma == pytest.approx(1.0, abs=0.1), (name, float(sigma))
+
+
 def test_labels_are_required_only_for_labelled_category_training():
     batch = shapes_batch()
     task = tiny_task(num_categories=6)

@@ -64,3 +64,28 @@ def test_wheel_finds_its_configs_outside_the_source_tree(tmp_path: Path) -> None
     )
     assert r.returncode == 0, r.stderr
     assert "hidden: 512" in r.stdout and "max_steps: 1000" in r.stdout
+
+
+def test_a_source_checkout_on_pythonpath_finds_its_configs_without_an_install() -> None:
+    """A GPU host or a Ray working_dir may only put the checkout on PYTHONPATH: `pipeline`
+    then registers configs/ as `pipeline.configs` itself (here the editable install's finder is
+    taken away first, so only the checkout can answer)."""
+    code = (
+        "import sys\n"
+        "sys.meta_path[:] = [f for f in sys.meta_path\n"
+        "                    if not type(f).__module__.startswith('__editable__')\n"
+        "                    and not getattr(f, '__module__', '').startswith('__editable__')]\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "import pipeline, pipeline.configs\n"
+        "from pipeline.config import compose\n"
+        "cfg = compose('train', ['model=mocogan', 'model.spectral_norm=true'])\n"
+        "print(pipeline.configs.__file__)\n"
+        "print(cfg.model.name, cfg.model.spectral_norm)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd="/", timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.split()
+    assert lines[0] == str(ROOT / "configs" / "__init__.py")
+    assert lines[1:] == ["mocogan", "True"]

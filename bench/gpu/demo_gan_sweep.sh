@@ -8,6 +8,7 @@
 #
 # Here, once:   ../shared/device/fetch-wheels && bench/gpu/fetch-extra-wheels
 # Device call:  run(carry=[".whl"], timeout_s=420, command="bash bench/gpu/demo_gan_sweep.sh")
+# A subset:    ONLY="base ib64" STEPS=... MINUTES=... bash bench/gpu/demo_gan_sweep.sh
 # On a CPU:     DEVICE=cpu STEPS=40 EVERY=20 MINUTES=0.5 VIDEOS=64 bash bench/gpu/demo_gan_sweep.sh
 # Everything lands in $OUT (the device's output folder) or out/gpu here; the table is printed and
 # written to $OUT/demo_gan_sweep.json.
@@ -51,15 +52,16 @@ setting() {  # NAME STORE CATEGORIES [overrides...]: train, then evaluate every 
       report="$dir/metrics_$tag.json" > "$dir/eval_$tag.log" 2>&1 || echo "$name $tag: evaluation failed"
   done
 }
+want() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }  # ONLY="base sn": a subset
 S="$OUT/shapes.zarr"
-setting base "$S" 6 &
-setting sn "$S" 6 model.spectral_norm=true &
-setting ib64 "$S" 6 model.image_batch=64 &
-setting sn_ib64 "$S" 6 model.spectral_norm=true model.image_batch=64 &
-setting d32 "$S" 6 model.disc_channels=32 &
-setting sn_d32_ib64 "$S" 6 model.spectral_norm=true model.disc_channels=32 model.image_batch=64 &
-setting sn_lr2e-4 "$S" 6 model.spectral_norm=true model.lr=0.0002 &
-setting sm_sn_ib64 "$OUT/shapes_sm.zarr" 12 model.spectral_norm=true model.image_batch=64 &
+want base && setting base "$S" 6 &
+want sn && setting sn "$S" 6 model.spectral_norm=true &
+want ib64 && setting ib64 "$S" 6 model.image_batch=64 &
+want sn_ib64 && setting sn_ib64 "$S" 6 model.spectral_norm=true model.image_batch=64 &
+want d32 && setting d32 "$S" 6 model.disc_channels=32 &
+want sn_d32_ib64 && setting sn_d32_ib64 "$S" 6 model.spectral_norm=true model.disc_channels=32 model.image_batch=64 &
+want sn_lr2e-4 && setting sn_lr2e-4 "$S" 6 model.spectral_norm=true model.lr=0.0002 &
+want sm_sn_ib64 && setting sm_sn_ib64 "$OUT/shapes_sm.zarr" 12 model.spectral_norm=true model.image_batch=64 &
 wait
 
 "$PY" - "$OUT" <<'PY'
