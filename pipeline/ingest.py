@@ -68,7 +68,7 @@ class IngestConfig:
     max_frames: int | None = None
     max_seconds: float | None = None
     label_from: str = "none"
-    chunk_frames: int = 32
+    chunk_frames: int = 0
     extensions: list[str] = field(default_factory=lambda: list(VIDEO_EXTENSIONS))
     force: bool = False
     retries: int = 2
@@ -295,7 +295,7 @@ class IngestWorker:
     """One decode worker (a Ray actor): opens the store once, ingests one video per call."""
 
     def __init__(self, store_url: str, opts: dict[str, Any]) -> None:
-        self.store = FrameStore.open(store_url)
+        self.store = FrameStore.attach(store_url)  # the driver created or opened it
         self.opts = opts
 
     def ready(self) -> int:
@@ -426,7 +426,7 @@ def options_from(c: IngestConfig) -> dict[str, Any]:
     for key, value, low in (
         ("size", c.size, 1),
         ("max_frames", c.max_frames, 1),
-        ("chunk_frames", c.chunk_frames, 1),
+        ("chunk_frames", c.chunk_frames, 0),
         ("workers", c.workers, 1),
         ("threads", c.threads, 0),
         ("retries", c.retries, 0),
@@ -580,8 +580,8 @@ def _one_line(e: BaseException) -> str:
 
 
 def _remove_orphans(store: FrameStore, video_ids: list[str]) -> int:
-    """Delete generations of these videos that no marker points to (writers that died)."""
-    store.refresh()
+    """Delete generations of these videos that no marker points to (writers that died); the
+    caller has refreshed the store's catalog."""
     return sum(store.remove_orphans(vid) for vid in video_ids)
 
 
@@ -600,6 +600,8 @@ def run(cfg: DictConfig) -> dict:
                 f"source {s.source} is live (no end): set ingest.max_frames or ingest.max_seconds"
             )
     store = FrameStore.create(url)
+    if not opts["chunk_frames"]:  # auto: the store's kind decides
+        opts["chunk_frames"] = store.default_chunk_frames
     t0 = time.perf_counter()
 
     ok: list[dict] = []
@@ -610,6 +612,7 @@ def run(cfg: DictConfig) -> dict:
     partial: list[dict] = []
     frames = 0
     workers = 0
+    startup = 0.0  # starting the worker actors (processes, imports, store clients)
     if jobs:
         from pipeline.cluster import connect
 
@@ -622,7 +625,9 @@ def run(cfg: DictConfig) -> dict:
             workers = min(c.workers or max(1, cpus), len(jobs))
             if c.threads == 0:  # auto: share the CPUs between the actors
                 opts["threads"] = max(1, cpus // workers)
+            t_pool = time.perf_counter()
             pool = WorkerPool(url, opts, workers, c.retries)
+            startup = time.perf_counter() - t_pool
             with progress("ingest", len(sources), "videos") as bar:
                 bar.advance(len(sources) - len(jobs))
 
@@ -650,8 +655,12 @@ def run(cfg: DictConfig) -> dict:
                 pool.close()
             if started:
                 ray.shutdown()
-        _remove_orphans(store, [j["video_id"] for j in jobs])
-    store.consolidate()
+        # A commit already removed its video's other generations; what a worker that failed
+        # or died left behind is removed here.
+        store.refresh()
+        done = {r["video_id"] for r in ok} | {r["video_id"] for r in skipped}
+        _remove_orphans(store, [j["video_id"] for j in jobs if j["video_id"] not in done])
+    store.consolidate(refresh=not jobs)
     seconds = time.perf_counter() - t0
     by_source = {s.source: i for i, s in enumerate(sources)}
     for lst in (ok, failed, skipped, partial):
@@ -668,6 +677,10 @@ def run(cfg: DictConfig) -> dict:
         "frames": frames,
         "seconds": round(seconds, 3),
         "frames_per_s": round(frames / max(seconds, 1e-9), 1),
+        "startup_seconds": round(startup, 3),
+        # The rate once the workers are up: what a long ingest approaches (the start-up is
+        # paid once per run).
+        "frames_per_s_after_startup": round(frames / max(seconds - startup, 1e-9), 1),
         "workers": workers,
         "options": {k: v for k, v in opts.items() if k != "force"},
     }

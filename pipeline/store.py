@@ -44,6 +44,10 @@ from zarr.core.sync import sync
 FORMAT_VERSION = 1
 FORMAT_KEY = "framecast_format"
 DEFAULT_CHUNK_FRAMES = 32
+# On object stores every chunk is a request, with a round trip and CPU (signing, checksums) on
+# both ends: 4x larger chunks there (128 frames, 1.5 MB raw at 64x64 RGB: still one chunk a
+# training clip reads whole).
+OBJECT_STORE_CHUNK_FRAMES = 128
 MAX_FRAMES = 2**31 - 1  # a video's declared length while it is written (see VideoWriter)
 _VIDEO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
@@ -149,6 +153,16 @@ class FrameStore:
             store._open_checks()
         return store
 
+    @classmethod
+    def attach(cls, url: str, storage_options: dict[str, Any] | None = None) -> FrameStore:
+        """Open a store that this stage's driver has just created or opened (and so checked):
+        the workers of a stage skip the existence and format checks (5 requests each on an
+        object store) and only read the catalog."""
+        store = cls(url, storage_options)
+        with store._access("opening it"):
+            store.refresh()
+        return store
+
     def _open_checks(self) -> None:
         url = self.url
         store = self
@@ -171,10 +185,20 @@ class FrameStore:
             )
         store.refresh()
 
+    @property
+    def is_object_store(self) -> bool:
+        """Whether the store lives in an object store (s3://, gs://, ...)."""
+        return bool(set(_protocols(self.fs)) & _OBJECT_STORES)
+
+    @property
+    def default_chunk_frames(self) -> int:
+        """Frames per chunk for videos written here when the caller has no preference."""
+        return OBJECT_STORE_CHUNK_FRAMES if self.is_object_store else DEFAULT_CHUNK_FRAMES
+
     # ------------------------------------------------------- object-store errors
     def _bucket(self) -> str | None:
         """The bucket (container) of an object-store URL; None for other file systems."""
-        if not set(_protocols(self.fs)) & _OBJECT_STORES:
+        if not self.is_object_store:
             return None
         return self.root.strip("/").split("/", 1)[0] or None
 
@@ -252,19 +276,23 @@ class FrameStore:
             if gen > newest.get(vid, ""):
                 newest[vid] = gen
         entries: dict[str, VideoEntry] = {}
+        unread: dict[str, str] = {}  # marker key -> video id, for markers not in catalog.json
         for vid in sorted(newest):
             gen = newest[vid]
             cached = consolidated.get(vid)
             if cached is not None and cached.gen == gen:
                 entries[vid] = cached
-                continue
-            try:
-                entries[vid] = VideoEntry.from_json(
-                    json.loads(self.fs.cat_file(self._key(f"catalog/{vid}@{gen}.json")))
-                )
-            except (FileNotFoundError, ValueError, KeyError):
-                continue  # a marker being replaced right now, or torn: not visible
-        self._entries = entries
+            else:
+                unread[self._key(f"catalog/{vid}@{gen}.json")] = vid
+        if unread:
+            # One batched read: object-store file systems fetch the keys concurrently.
+            found = self.fs.cat(list(unread), on_error="omit")
+            for key, vid in unread.items():
+                try:
+                    entries[vid] = VideoEntry.from_json(json.loads(found[key]))
+                except (KeyError, ValueError, TypeError):
+                    continue  # a marker being replaced right now, or torn: not visible
+        self._entries = dict(sorted(entries.items()))
 
     def _list(self, prefix: str) -> list[str]:
         try:
@@ -272,9 +300,11 @@ class FrameStore:
         except FileNotFoundError:
             return []
 
-    def consolidate(self) -> None:
-        """Write catalog.json (call from one process, e.g. the driver after a run)."""
-        self.refresh()
+    def consolidate(self, refresh: bool = True) -> None:
+        """Write catalog.json (call from one process, e.g. the driver after a run); `refresh`:
+        re-read the catalog first (False: this process has just done so)."""
+        if refresh:
+            self.refresh()
         body = {"videos": [e.to_json() for e in self._entries.values()], "time": time.time()}
         self._put_json("catalog.json", body)
 
@@ -490,7 +520,8 @@ class VideoWriter:
         h, w, c = self.frame_shape
         # The arrays are declared MAX_FRAMES long and cut to their length once, at commit:
         # appending would rewrite the array's metadata with every chunk (a second PUT per chunk
-        # on an object store). Nothing reads them before the commit marker.
+        # on an object store). Nothing reads them before the commit marker, so their metadata
+        # is first stored then (see _create_array).
         self._frames = _create_array(
             zs,
             f"{self.path}/frames",
@@ -556,15 +587,21 @@ class VideoWriter:
         """Flush and make the video visible atomically. `attrs` must be JSON-serialisable."""
         if self._done:
             raise RuntimeError(f"video {self.video_id} already committed or aborted")
-        self._flush(final=True)
-        if self.num_frames == 0:
-            raise ValueError(f"video {self.video_id}: no frames to commit")
         attrs = {k: v for k, v in attrs.items() if k != "num_frames"}
         json.dumps(attrs)  # fail before anything becomes visible
+        total = self.num_frames + sum(len(f) for f in self._pending)
+        if total == 0:
+            raise ValueError(f"video {self.video_id}: no frames to commit")
+        if total > MAX_FRAMES:
+            raise ValueError(f"video {self.video_id}: more than {MAX_FRAMES} frames")
+        # Cut the arrays to their true length first (no chunk lies beyond it: none to delete),
+        # then write the remainder: it is now the array's last, boundary chunk, which zarr writes
+        # whole; written into the long array it would be a partial chunk, read before written.
         for array in (self._frames, self._kp):
-            if array is not None:  # the true length (no chunk lies beyond it: none to delete)
-                shape = (self.num_frames, *array.shape[1:])
+            if array is not None:
+                shape = (total, *array.shape[1:])
                 sync(array.async_array.resize(shape, delete_outside_chunks=False))
+        self._flush(final=True)
         entry = VideoEntry(
             self.video_id, self.gen, self.num_frames, self.frame_shape, self.num_keypoints, attrs
         )
@@ -586,19 +623,16 @@ class VideoWriter:
 
 
 def _create_array(zs: Any, path: str, **spec: Any) -> zarr.Array:
-    """A new array at `path` in one request: its metadata document is rendered in memory and
-    put with one write. (`zarr.create_array` on the store itself lists the
-    path for existing keys and checks or writes every parent group first: about 25 requests per
-    video on an object store, against 5 chunk writes for 150 frames. The path is a fresh
-    generation's, so nothing can exist there, and readers open arrays by path: no parent group
-    is needed.)"""
+    """A new array at `path` without a request: its metadata is rendered in memory, and its
+    document (zarr.json) is first written by the resize at commit, with the true length. Chunks
+    need no metadata in the store to be written, and nothing reads the array before the commit
+    marker. (`zarr.create_array` on the store itself lists the path for existing keys and
+    checks or writes every parent group first: about 25 requests per video on an object store,
+    against 5 chunk writes for 150 frames. The path is a fresh generation's, so nothing can
+    exist there, and readers open arrays by path: no parent group is needed.)"""
     from zarr.core.array import AsyncArray
-    from zarr.core.buffer import default_buffer_prototype
 
-    memory = zarr.storage.MemoryStore()
-    draft = zarr.create_array(memory, name="a", **spec)
-    doc = sync(memory.get("a/zarr.json", prototype=default_buffer_prototype()))
-    sync(zs.set(f"{path}/zarr.json", doc))
+    draft = zarr.create_array(zarr.storage.MemoryStore(), name="a", **spec)
     target = zarr.storage.StorePath(zs, path)
     return zarr.Array(AsyncArray(draft.metadata, target, draft.async_array.config))
 

@@ -249,6 +249,8 @@ def test_ingest_mixed_folder(ray_local: None, folder: tuple, tmp_path: Path) -> 
     frames = store.frames(ok[files["run/a.mp4"]]["video_id"])
     assert np.abs(frames.astype(int) - ramp_frames(45)).mean() < 4
     assert r["frames"] == sum(o["num_frames"] for o in r["ok"])
+    assert 0 < r["startup_seconds"] < r["seconds"]
+    assert r["frames_per_s_after_startup"] > r["frames_per_s"]
     assert json.loads(Path(url, "reports", "ingest.json").read_text())["frames"] == r["frames"]
 
     # rerun: everything committed is skipped, failures are reported again

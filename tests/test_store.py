@@ -14,7 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.store import FORMAT_KEY, FrameStore, FrameStoreError
+from pipeline.store import (
+    DEFAULT_CHUNK_FRAMES,
+    FORMAT_KEY,
+    OBJECT_STORE_CHUNK_FRAMES,
+    FrameStore,
+    FrameStoreError,
+)
 
 
 def _video(seed: int, t: int = 50, shape: tuple[int, int, int] = (16, 12, 3)) -> np.ndarray:
@@ -48,6 +54,31 @@ def test_streaming_writer_appends_in_pieces(tmp_path: Path) -> None:
             w.append(frames[i : i + 13])
         w.commit({"source": "stream"})
     assert np.array_equal(FrameStore.open(s.url).frames("long"), frames)
+
+
+def test_array_metadata_is_stored_once_at_commit_with_the_true_length(tmp_path: Path) -> None:
+    s = FrameStore.create(str(tmp_path / "s.zarr"))
+    frames = _video(3, t=21)
+    w = s.writer("v", frames.shape[1:], chunk_frames=8)
+    w.append(frames)  # two whole chunks go out now, 5 frames wait for the commit
+    array_dir = tmp_path / "s.zarr" / w.path / "frames"
+    assert not (array_dir / "zarr.json").exists()  # chunks need no metadata; readers wait
+    assert len(list((array_dir / "c").iterdir())) == 2
+    w.commit({"source": "x"})
+    meta = json.loads((array_dir / "zarr.json").read_text())
+    assert meta["shape"] == [21, 16, 12, 3]
+    assert meta["chunk_grid"]["configuration"]["chunk_shape"] == [8, 16, 12, 3]
+    assert len(list((array_dir / "c").iterdir())) == 3
+    assert np.array_equal(FrameStore.open(s.url).frames("v"), frames)
+
+
+def test_chunk_defaults_follow_the_kind_of_store(tmp_path: Path) -> None:
+    local = FrameStore.create(str(tmp_path / "s.zarr"))
+    assert not local.is_object_store and local.default_chunk_frames == DEFAULT_CHUNK_FRAMES
+    assert not FrameStore("memory://fc-chunks").is_object_store
+    s3 = FrameStore("s3://some-bucket/s.zarr")  # nothing is requested before a read or write
+    assert s3.is_object_store and s3.default_chunk_frames == OBJECT_STORE_CHUNK_FRAMES
+    assert OBJECT_STORE_CHUNK_FRAMES > DEFAULT_CHUNK_FRAMES
 
 
 def test_uncommitted_writer_is_invisible_and_cleaned(tmp_path: Path) -> None:
