@@ -218,3 +218,24 @@ def test_resume_after_a_kill_between_stages(tmp_path: Path) -> None:
         "predict_lstm": "ran",
     }
     assert json.loads((run_dir / "run.json").read_text())["finished"] is not None
+
+
+@pytest.mark.parametrize(
+    "name",
+    sorted(p.stem for p in (Path(__file__).parents[1] / "configs" / "pipeline").glob("*.yaml")),
+)
+def test_every_shipped_pipeline_composes_every_stage(name: str, tmp_path: Path) -> None:
+    """Each configs/pipeline/*.yaml resolves, and each of its stages' settings are keys of that
+    stage's config (a typo would only show when the stage runs, possibly hours in)."""
+    from pipeline.config import compose
+    from pipeline.run import load_stages, stage_config
+
+    extra = ["source=/videos"] if name == "ingest_train" else []
+    cfg = compose("run", [f"pipeline={name}", f"run_dir={tmp_path}", *extra])
+    stages = load_stages(cfg, tmp_path)
+    assert stages
+    for s in stages:
+        stage_cfg = stage_config(s, tmp_path)
+        assert stage_cfg.report == str(tmp_path / s.name / "result.json")
+    if name == "full":
+        assert [s.name for s in stages][-2:] == ["generate_gan", "evaluate_gan"]
