@@ -242,7 +242,8 @@ def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, 
             net = task.networks[name]
             if any(p.requires_grad for p in net.parameters()):
                 ids = [device.index] if device.type == "cuda" else None
-                ddp = DDP(net, device_ids=ids)
+                # gradients live in DDP's all-reduce buckets: no copy in and out per step
+                ddp = DDP(net, device_ids=ids, gradient_as_bucket_view=True)
                 if t.grad_compression != "none":
                     # gradients cross the network as 16-bit floats and are averaged back into
                     # fp32: half the all-reduce traffic, what bounds multi-worker scaling
@@ -283,6 +284,7 @@ def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, 
             seed=t.seed,
             root=data.get("mnist_root"),
             skip_batches=start_step,
+            rows=(rank * per_rank, (rank + 1) * per_rank),  # only this rank's slice is made
         )
     else:
         dataset = ClipDataset(
@@ -311,6 +313,7 @@ def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, 
             f"store {job['store']} has {len(dataset.categories)} label categories "
             f"({dataset.categories[:8]}...) but model.num_categories={task.num_categories}"
         )
+    rows_only = isinstance(dataset, MovingMNISTStream)
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=None,
@@ -331,7 +334,8 @@ def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, 
         for batch in loader:
             if step >= t.max_steps:
                 break
-            mine = slice(rank * per_rank, (rank + 1) * per_rank)
+            # this rank's slice of the global batch (a stream that makes only it: all of it)
+            mine = slice(None) if rows_only else slice(rank * per_rank, (rank + 1) * per_rank)
             if isinstance(batch, dict):  # frames and e.g. "label", "keypoints"
                 x: Any = {
                     k: to_model_input(v[mine], device) if k == "frames" else v[mine].to(device)

@@ -243,3 +243,9 @@ def test_stream_is_fresh_deterministic_and_resumable() -> None:
     assert all(np.array_equal(x, y) for x, y in zip(a, take(4, workers=2)))
     assert all(np.array_equal(x, y) for x, y in zip(a[2:], take(2, skip=2)))
     assert isinstance(torch.from_numpy(a[0]), torch.Tensor)
+    # a data-parallel rank makes only its rows of each global batch, the same rows
+    full = MovingMNISTStream(6, 4, seed=4).batch(7)
+    halves = [MovingMNISTStream(6, 4, seed=4, rows=r).batch(7) for r in ((0, 2), (2, 4))]
+    assert np.array_equal(np.concatenate(halves), full)
+    with pytest.raises(ValueError, match="rows"):
+        MovingMNISTStream(6, 4, rows=(2, 6))

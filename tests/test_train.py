@@ -235,3 +235,31 @@ def test_a_restarted_worker_continues_its_own_run_only(tiny_store: str, tmp_path
     fresh = {**restarted, "run_id": "second"}
     result = train_loop(fresh)
     assert not result["resumed"] and result["start_step"] == 0
+
+
+def test_ray_ranks_make_their_own_moving_mnist_rows_and_match_one_worker(
+    ray_local: None, tmp_path: Path
+) -> None:
+    """With data=moving_mnist each rank generates only its half of every global batch: the
+    2-worker run is still the 1-worker run on the concatenated batch."""
+    args = [
+        "train",
+        "data=moving_mnist",
+        "model.hidden=16",
+        "model.context=3",
+        "model.horizon=2",
+        "model.lr=0.01",
+        "trainer.batch_size=4",
+        "trainer.max_steps=3",
+        "trainer.log_every=1",
+        "trainer.clip_grad_norm=null",
+    ]
+    assert main([*args, f"run_dir={tmp_path / 'one'}"]) == 0
+    two = [*args, f"run_dir={tmp_path / 'two'}", "trainer.backend=ray", "trainer.workers=2"]
+    assert main(two) == 0
+    a = checkpoint.load(tmp_path / "one" / "checkpoints" / "last.pt")["networks"]["model"]
+    b = checkpoint.load(tmp_path / "two" / "checkpoints" / "last.pt")["networks"]["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+    assert losses(tmp_path / "one") == pytest.approx(losses(tmp_path / "two"), rel=1e-4)
+

@@ -233,9 +233,11 @@ class MovingMNISTStream(torch.utils.data.IterableDataset):
     """Endless batches of fresh training sequences, generated on the fly as Srivastava et al.
     trained (no sequence is seen twice): uint8 (B, length, 64, 64, 1), like `ClipDataset`.
 
-    Batch b is drawn from ``default_rng([seed, 2, b])`` (stream 2: never a stored video's), so
-    the sequence of batches is the same for any number of DataLoader workers, and a resumed run
-    (`skip_batches`) continues it exactly. Digits are the training digits only.
+    Sequence i of batch b is drawn from ``default_rng([seed, 2, b, i])`` (stream 2: never a
+    stored video's), so the sequence of batches is the same for any number of DataLoader
+    workers, a resumed run (`skip_batches`) continues it exactly, and `rows=(start, stop)` makes
+    only those sequences of every batch, the same as the full batch's rows: a data-parallel
+    rank makes its own slice, not the global batch. Digits are the training digits only.
     """
 
     def __init__(
@@ -247,24 +249,27 @@ class MovingMNISTStream(torch.utils.data.IterableDataset):
         seed: int = 0,
         root: str | None = None,
         skip_batches: int = 0,
+        rows: tuple[int, int] | None = None,
     ) -> None:
         self.length, self.batch_size, self.num_digits = length, batch_size, num_digits
         self.seed, self.root, self.skip_batches = seed, root, skip_batches
+        start, stop = rows if rows is not None else (0, batch_size)
+        if not 0 <= start < stop <= batch_size:
+            raise ValueError(f"rows={rows}: need 0 <= start < stop <= batch_size={batch_size}")
+        self.rows = (start, stop)
         self.categories: list = []  # no labels: two-digit sequences have no single class
         self._digits: tuple[np.ndarray, np.ndarray] | None = None  # loaded once per process
 
     def batch(self, b: int) -> np.ndarray:
-        """Batch number b of the stream: (batch_size, length, 64, 64, 1) uint8."""
+        """Batch number b of the stream, its `rows`: (stop - start, length, 64, 64, 1) uint8."""
         if self._digits is None:
             self._digits = load_digits("train", self.root)
         digits, labels = self._digits
-        rng = np.random.default_rng([self.seed, 2, b])
-        return np.stack(
-            [
-                moving_mnist_video(rng, digits, labels, self.length, self.num_digits)[0]
-                for _ in range(self.batch_size)
-            ]
-        )
+        videos = []
+        for i in range(*self.rows):
+            rng = np.random.default_rng([self.seed, 2, b, i])
+            videos.append(moving_mnist_video(rng, digits, labels, self.length, self.num_digits)[0])
+        return np.stack(videos)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         info = torch.utils.data.get_worker_info()
