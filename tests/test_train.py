@@ -262,4 +262,3 @@ def test_ray_ranks_make_their_own_moving_mnist_rows_and_match_one_worker(
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
     assert losses(tmp_path / "one") == pytest.approx(losses(tmp_path / "two"), rel=1e-4)
-
