@@ -393,7 +393,12 @@ def shape_fill(frames: Tensor, threshold: float = FG_THRESHOLD) -> dict[str, Ten
     fill    = |L| / (h_L * w_L), h_L x w_L its bounding box: ~pi/4 for a disc, ~1 for an
               axis-aligned square (NaN when F is empty);
     share   = |L| / |F| (0 when F is empty): 1 for one compact object;
-    area    = |L| / (H * W).
+    area    = |L| / (H * W);
+    iou_circle, iou_square = IoU(L, T) of L with the templates of its own area |L| and
+              centroid c: the disc {p : |p - c| <= sqrt(|L| / pi)} and the axis-aligned square
+              {p : |p - c|_inf <= sqrt(|L|) / 2} (0 when F is empty). A clean disc matches its
+              own template at ~0.97-1 and the other at ~0.84 (and a clean square the same way);
+              unlike fill, a few stray boundary pixels cost an IoU little.
     """
     x = torch.as_tensor(frames).detach().float()
     if x.dim() < 3 or x.shape[-1] < 3 or x.shape[-2] < 3:
@@ -435,10 +440,28 @@ def shape_fill(frames: Tensor, threshold: float = FG_THRESHOLD) -> dict[str, Ten
     size = size.float()
     fill = torch.where(box > 0, size / box.clamp_min(1), torch.full_like(box, float("nan")))
     share = torch.where(total > 0, size / total.clamp_min(1), torch.zeros_like(total))
+
+    # Templates of L's own area and centroid (pixel centres inside them).
+    y, x = idx_h.float()[None, :, None], idx_w.float()[None, None, :]
+    mass = largest.float()
+    area = size.clamp_min(1)[:, None, None]
+    dy = y - (mass * y).sum(dim=(1, 2), keepdim=True) / area
+    dx = x - (mass * x).sum(dim=(1, 2), keepdim=True) / area
+    disc = dy**2 + dx**2 <= area / math.pi
+    half = area.sqrt() / 2
+    square = (dy.abs() <= half) & (dx.abs() <= half)
+
+    def iou(template: Tensor) -> Tensor:
+        inter = (largest & template).sum(dim=(1, 2)).float()
+        union = (largest | template).sum(dim=(1, 2)).float()
+        return torch.where(size > 0, inter / union.clamp_min(1), torch.zeros_like(size))
+
     return {
         "fill": fill.reshape(lead),
         "share": share.reshape(lead),
         "area": (size / (h * w)).reshape(lead),
+        "iou_circle": iou(disc).reshape(lead),
+        "iou_square": iou(square).reshape(lead),
     }
 
 
@@ -479,7 +502,13 @@ def shape_recognisability(
         recognisable: circle_like + square_like (the bands do not overlap for clean shapes);
         videos_recognisable: videos with at least VIDEO_AGREEMENT of their frames of one class
             (all circle-like, or all square-like);
-        fill_median: the median fill of the single-object frames (NaN without any).
+        fill_median: the median fill of the single-object frames (NaN without any);
+        read_circle / read_square: single-object frames whose object is nearer (IoU) the disc /
+            the square template of its own area, at IoU >= READ_IOU (read_shape: read either
+            way; a clean shape reads as itself, a blob between the two as neither);
+        template_iou_median: the median IoU of the single-object frames' objects with their
+            nearer template (~0.97-1 for clean shapes; 0.84 is what a disc scores against a
+            square: the two shapes' own overlap).
 
     A round blob reads as a circle, so a generator that draws only blobs scores circle_like but
     no square_like: compare both with the real frames' shares (about half each for shapes).
@@ -497,6 +526,8 @@ def shape_recognisability(
     circle, square = within(bands.get("circle")), within(bands.get("square"))
     agree = torch.maximum(circle.float().mean(dim=1), square.float().mean(dim=1))
     kept = fill[ok]
+    reading = read_shapes(measures, pixels)
+    nearest = torch.maximum(measures["iou_circle"], measures["iou_square"])[ok]
     return {
         "single_object": float(ok.float().mean()),
         "circle_like": float(circle.float().mean()),
@@ -504,14 +535,36 @@ def shape_recognisability(
         "recognisable": float((circle | square).float().mean()),
         "videos_recognisable": float((agree >= VIDEO_AGREEMENT).float().mean()),
         "fill_median": float(kept.median()) if kept.numel() else float("nan"),
+        "read_circle": float((reading == READ_CIRCLE).float().mean()),
+        "read_square": float((reading == READ_SQUARE).float().mean()),
+        "read_shape": float((reading != READ_NEITHER).float().mean()),
+        "template_iou_median": float(nearest.median()) if nearest.numel() else float("nan"),
     }
+
+
+READ_IOU = 0.9  # least IoU with the nearer template to read a shape (clean: >= 0.97; cross: 0.84)
+READ_NEITHER, READ_CIRCLE, READ_SQUARE = 0, 1, 2
+
+
+def read_shapes(measures: dict[str, Tensor], pixels: int) -> Tensor:
+    """Per frame (long, like the measures): READ_CIRCLE or READ_SQUARE when the frame shows one
+    compact object nearer that template, at IoU >= READ_IOU; READ_NEITHER otherwise."""
+    ok = single_object(measures, pixels)
+    ic, isq = measures["iou_circle"], measures["iou_square"]
+    shape = torch.where(ic >= isq, READ_CIRCLE, READ_SQUARE)
+    return torch.where(ok & (torch.maximum(ic, isq) >= READ_IOU), shape, READ_NEITHER)
 
 
 __all__ += [
     "FILL_CIRCLE",
     "FILL_SQUARE",
     "FILL_SPLIT",
+    "READ_CIRCLE",
+    "READ_IOU",
+    "READ_NEITHER",
+    "READ_SQUARE",
     "fill_bands",
+    "read_shapes",
     "shape_fill",
     "shape_recognisability",
     "single_object",

@@ -34,6 +34,13 @@ with D(·) = σ(logit) averaged over patches, y the true label of a real clip v,
 category. Instance noise (Sønderby et al., 2016): N(0, σ²) is added to every discriminator
 input, real and fake; σ falls linearly from `instance_noise` to 0 over `noise_anneal_steps`.
 
+Two options beyond the paper, both off by default: `projection` conditions D_I and D_V on the
+category (Miyato & Koyama, 2018: logit(x, y) = ψ(φ(x)) + ⟨E[y], φ(x)⟩ per patch), so a
+generated video is judged as "a real video of category y"; with shape x motion categories that
+makes the generator draw the shape it is asked for, which the auxiliary classifier alone did
+not within a CPU budget. `ema` samples from θ_avg, an exponential moving average of G's weights
+(Yazıcı et al., 2019), which smooths the oscillation of adversarial training.
+
 Frames are in [-1, 1] inside (tanh output, the DCGAN convention); every public entry point
 takes and returns frames in [0, 1], the trainer's convention. Shapes: B videos, T frames,
 (C, H, W) a frame, S = frame_size; clips are (B, T, C, H, W) like everywhere in framecast.
@@ -42,6 +49,7 @@ takes and returns frames in [0, 1], the trainer's convention. Shapes: B videos, 
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
@@ -79,6 +87,8 @@ class MoCoGANConfig:
     category_weight: float = 1.0  # λ_c: category cross-entropy (real: labels; fake: sampled a)
     image_only: bool = False  # ablation: z_M(t) = ε(t) i.i.d., no recurrent motion network
     spectral_norm: bool = False  # discriminators: W / σ(W) in every layer, no BatchNorm
+    projection: bool = False  # D_I and D_V conditioned on the category: + ⟨E[y], φ(x)⟩ per patch
+    ema: float = 0.0  # decay β of an exponential moving average of G's weights (0 = off)
 
     def __post_init__(self) -> None:
         size = self.frame_size
@@ -105,12 +115,20 @@ class MoCoGANConfig:
         for key in ("lr", "instance_noise", "infogan", "category_weight"):
             if getattr(self, key) < 0:
                 raise ValueError(f"model.{key}={getattr(self, key)} must be >= 0")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"model.ema={self.ema} must be in [0, 1) (0 = no moving average)")
         if self.infogan > 0 and self.num_categories == 0:
             raise ValueError("model.infogan > 0 needs model.num_categories >= 2")
         if self.num_categories and self.category_weight == 0 and self.infogan == 0:
             raise ValueError(
                 "model.num_categories > 0 needs a category loss: model.category_weight > 0 "
                 "(labelled data) or model.infogan > 0 (unsupervised categories)"
+            )
+        if self.projection and not (self.num_categories and self.category_weight > 0):
+            raise ValueError(
+                "model.projection=true conditions the discriminators on the true category of "
+                "each real video: it needs model.num_categories >= 2 and model.category_weight "
+                "> 0 (labelled data)"
             )
 
     @property
@@ -350,6 +368,41 @@ def _add_noise(x: Tensor, sigma: float) -> Tensor:
     return x + sigma * torch.randn_like(x) if sigma > 0 else x
 
 
+class Projection(nn.Module):
+    """The class-conditional term of a projection discriminator (Miyato & Koyama, 2018), per
+    patch: with φ(x) the trunk's features and E a learned embedding of the K categories,
+
+        logit(x, y) = ψ(φ(x)) + ⟨E[y], φ(x)⟩
+
+    so D judges "a real video of category y", not just "a real video": a generated square asked
+    for as a circle is fake even if it is a perfect square. Beyond the paper (MoCoGAN conditions
+    D_V through its auxiliary classifier only). The inner product is taken at every position of
+    φ (N, c, ..., h, w) and averaged over the pixels of each patch logit's (h', w') grid.
+    """
+
+    def __init__(self, num_categories: int, channels: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(num_categories, channels)
+        nn.init.normal_(self.embed.weight, 0.0, 0.02)
+
+    def forward(self, features: Tensor, category: Tensor, grid: tuple[int, int]) -> Tensor:
+        """features (N, c, ..., h, w), category (N,) -> (N, ..., *grid)."""
+        e = self.embed(category)  # (N, c)
+        inner = (features * e.view(*e.shape, *[1] * (features.dim() - 2))).sum(1)
+        return F.adaptive_avg_pool2d(inner, grid)  # (N, ..., h, w) -> (N, ..., h', w')
+
+
+def _project(
+    logits: Tensor, features: Tensor, projection: Projection | None, category: Tensor | None
+) -> Tensor:
+    """logits (N, ..., h', w') plus the projection term when D is conditional."""
+    if projection is None:
+        return logits
+    if category is None:
+        raise ValueError("a conditional (model.projection) discriminator needs the categories")
+    return logits + projection(features, category, tuple(logits.shape[-2:]))
+
+
 class ImageDiscriminator(nn.Module):
     """D_I: a patch discriminator on single frames (the paper's PatchImageDiscriminator).
 
@@ -357,10 +410,18 @@ class ImageDiscriminator(nn.Module):
         after the first) -> 4x4 conv, stride 2 -> logits (N, 4, 4)
 
     a 4x4 grid of patch decisions at any S (S = 64: 4 stride-2 layers, the paper's D_I).
-    spectral: spectral normalisation in every layer instead of BatchNorm.
+    spectral: spectral normalisation in every layer instead of BatchNorm. projection_categories
+    K > 0: conditioned on each frame's category (Projection).
     """
 
-    def __init__(self, frame_size: int, channels: int, width: int, spectral: bool = False) -> None:
+    def __init__(
+        self,
+        frame_size: int,
+        channels: int,
+        width: int,
+        spectral: bool = False,
+        projection_categories: int = 0,
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = [
             nn.Conv2d(channels, width, 4, 2, 1),
@@ -377,13 +438,16 @@ class ImageDiscriminator(nn.Module):
             c = c_out
         self.trunk = nn.Sequential(*layers)
         self.head = nn.Conv2d(c, 1, 4, 2, 1)
+        self.projection = Projection(projection_categories, c) if projection_categories else None
         self.apply(init_weights)
         if spectral:
             spectral_normalise(self)
 
-    def forward(self, frames: Tensor, noise: float = 0.0) -> Tensor:
-        """frames (N, C, S, S) in [-1, 1] -> patch logits (N, 4, 4)."""
-        return self.head(self.trunk(_add_noise(frames, noise))).squeeze(1)
+    def forward(self, frames: Tensor, noise: float = 0.0, category: Tensor | None = None) -> Tensor:
+        """frames (N, C, S, S) in [-1, 1] (and their categories (N,) when conditional) ->
+        patch logits (N, 4, 4)."""
+        h = self.trunk(_add_noise(frames, noise))  # (N, c, 8, 8)
+        return _project(self.head(h).squeeze(1), h, self.projection, category)
 
 
 class VideoDiscriminator(nn.Module):
@@ -394,7 +458,8 @@ class VideoDiscriminator(nn.Module):
         and, when K > 0, category logits (B, K) = Linear(mean of the trunk's features).
 
     Space halves per layer and time keeps its length, so any T' >= 1 works; each patch logit
-    sees 9 frames (4 temporal kernels of 3). spectral: as in ImageDiscriminator.
+    sees 9 frames (4 temporal kernels of 3). spectral, projection: as in ImageDiscriminator
+    (the projection uses the same K categories as the head).
     """
 
     def __init__(
@@ -404,6 +469,7 @@ class VideoDiscriminator(nn.Module):
         width: int,
         num_categories: int,
         spectral: bool = False,
+        projection: bool = False,
     ) -> None:
         super().__init__()
         kernel, stride, pad = (3, 4, 4), (1, 2, 2), (1, 1, 1)
@@ -423,15 +489,18 @@ class VideoDiscriminator(nn.Module):
         self.trunk = nn.Sequential(*layers)
         self.head = nn.Conv3d(c, 1, kernel, stride, pad)
         self.categories = nn.Linear(c, num_categories) if num_categories else None
+        self.projection = Projection(num_categories, c) if projection else None
         self.apply(init_weights)
         if spectral:
             spectral_normalise(self)
 
-    def forward(self, clips: Tensor, noise: float = 0.0) -> tuple[Tensor, Tensor | None]:
-        """clips (B, T', C, S, S) in [-1, 1] -> (patch logits (B, T', 4, 4), category
-        logits (B, K) or None)."""
+    def forward(
+        self, clips: Tensor, noise: float = 0.0, category: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """clips (B, T', C, S, S) in [-1, 1] (and their categories (B,) when conditional) ->
+        (patch logits (B, T', 4, 4), category logits (B, K) or None)."""
         h = self.trunk(_add_noise(clips, noise).transpose(1, 2))  # (B, c, T', 8, 8)
-        logits = self.head(h).squeeze(1)
+        logits = _project(self.head(h).squeeze(1), h, self.projection, category)
         categories = None if self.categories is None else self.categories(h.mean(dim=(2, 3, 4)))
         return logits, categories
 
@@ -450,11 +519,17 @@ def generator_loss(fake_logits: Tensor) -> Tensor:
     return F.softplus(-fake_logits).float().mean()
 
 
+def frame_owners(count: int, batch: int, device: torch.device | None = None) -> Tensor:
+    """Which video each of sample_frames' `count` frames comes from: (count,) = 0, 1, .., B-1,
+    0, 1, ... (the batch, cycled)."""
+    return torch.arange(count, device=device) % batch
+
+
 def sample_frames(videos: Tensor, count: int) -> Tensor:
     """D_I's input: `count` frames (count, C, H, W), one random frame from each video
-    (cycling through the batch when count > B)."""
+    (cycling through the batch when count > B: frame_owners)."""
     batch, steps = videos.shape[:2]
-    which = torch.arange(count, device=videos.device) % batch
+    which = frame_owners(count, batch, videos.device)
     when = torch.randint(steps, (count,), device=videos.device)
     return videos[which, when]
 
@@ -513,11 +588,16 @@ class MoCoGANTask(TrainingTask):
         self.clip_length = cfg.length
         self.needs_labels = cfg.needs_labels
         self.num_categories = cfg.num_categories
+        generator = Generator(cfg)
         self.networks = nn.ModuleDict(
             {
-                "generator": Generator(cfg),
+                "generator": generator,
                 "image_disc": ImageDiscriminator(
-                    cfg.frame_size, cfg.channels, cfg.disc_channels, cfg.spectral_norm
+                    cfg.frame_size,
+                    cfg.channels,
+                    cfg.disc_channels,
+                    cfg.spectral_norm,
+                    cfg.num_categories if cfg.projection else 0,
                 ),
                 "video_disc": VideoDiscriminator(
                     cfg.frame_size,
@@ -525,9 +605,16 @@ class MoCoGANTask(TrainingTask):
                     cfg.disc_channels,
                     cfg.num_categories,
                     cfg.spectral_norm,
+                    cfg.projection,
                 ),
             }
         )
+        if cfg.ema:
+            # Beyond the paper (Yazıcı et al., 2019): samples come from a moving average of G's
+            # weights, which smooths the oscillation of adversarial training. No optimiser and
+            # no gradient: the trainer neither steps nor all-reduces it; checkpoints keep it.
+            average = copy.deepcopy(generator).requires_grad_(False)
+            self.networks["generator_ema"] = average
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         betas = (self.cfg.beta1, self.cfg.beta2)
@@ -604,19 +691,27 @@ class MoCoGANTask(TrainingTask):
         real_frames = sample_frames(real, image_count)
         real_clips = sample_clips(real, cfg.clip_frames)
         zero = real.new_zeros((), dtype=torch.float32)
+        # A conditional D (projection) sees each input's category: the true label of a real
+        # video, the sampled z_A of a generated one.
+        y_real = y_fake = y_real_frames = y_fake_frames = None
+        if cfg.projection:
+            owners = frame_owners(image_count, n, real.device)
+            y_real, y_fake = labels, codes["category"]
+            y_real_frames, y_fake_frames = y_real[owners], y_fake[owners]
 
         # D_I: real frames -> 1, generated frames -> 0.
         d_image_net = self.networks["image_disc"]
         d_image = discriminator_loss(
-            d_image_net(real_frames, sigma), d_image_net(fake_frames.detach(), sigma)
+            d_image_net(real_frames, sigma, y_real_frames),
+            d_image_net(fake_frames.detach(), sigma, y_fake_frames),
         )
         update(d_image, "image_disc")
 
         # D_V: real clips -> 1, generated clips -> 0; its classifier learns the true labels
         # (λ_c) and, InfoGAN's Q, the categories the generated clips were made from (λ_i).
         d_video_net = self.networks["video_disc"]
-        real_logits, real_categories = d_video_net(real_clips, sigma)
-        fake_logits, fake_categories = d_video_net(fake_clips.detach(), sigma)
+        real_logits, real_categories = d_video_net(real_clips, sigma, y_real)
+        fake_logits, fake_categories = d_video_net(fake_clips.detach(), sigma, y_fake)
         d_video = discriminator_loss(real_logits, fake_logits)
         category_real = zero
         d_video_total = d_video
@@ -631,8 +726,8 @@ class MoCoGANTask(TrainingTask):
         # G: make both discriminators say "real", and D_V's classifier say the sampled category.
         d_image_g, d_video_g = self.unwrap("image_disc"), self.unwrap("video_disc")
         with frozen(d_image_g, d_video_g):
-            g_image = generator_loss(d_image_g(fake_frames, sigma))
-            fake_logits, fake_categories = d_video_g(fake_clips, sigma)
+            g_image = generator_loss(d_image_g(fake_frames, sigma, y_fake_frames))
+            fake_logits, fake_categories = d_video_g(fake_clips, sigma, y_fake)
             g_video = generator_loss(fake_logits)
             g_total = g_image + g_video
             category_fake = zero
@@ -640,6 +735,8 @@ class MoCoGANTask(TrainingTask):
                 category_fake = F.cross_entropy(fake_categories.float(), codes["category"])
                 g_total = g_total + (cfg.category_weight + cfg.infogan) * category_fake
             update(g_total, "generator")
+        if cfg.ema:
+            self.update_average(step)
 
         names = ["loss", "d_image", "d_video", "g_image", "g_video"]
         values = [g_total, d_image, d_video, g_image, g_video]
@@ -653,8 +750,21 @@ class MoCoGANTask(TrainingTask):
         logs["instance_noise"] = sigma
         return logs
 
+    @torch.no_grad()
+    def update_average(self, step: int) -> None:
+        """θ_avg <- β_t θ_avg + (1 - β_t) θ_G, β_t = min(β, (1 + t) / (10 + t)): the average
+        follows G closely at first, when G changes fastest; BatchNorm statistics are copied."""
+        beta = min(self.cfg.ema, (1.0 + step) / (10.0 + step))
+        online, average = self.unwrap("generator"), self.networks["generator_ema"]
+        for p_avg, p in zip(average.parameters(), online.parameters()):
+            p_avg.lerp_(p, 1.0 - beta)
+        for b_avg, b in zip(average.buffers(), online.buffers()):
+            b_avg.copy_(b)
+
     def inference_model(self) -> Generator:
-        return self.unwrap("generator")
+        """The generator that makes videos: the moving average of G's weights when model.ema
+        is on, else G."""
+        return self.networks["generator_ema"] if self.cfg.ema else self.unwrap("generator")
 
     def config(self) -> dict[str, Any]:
         return asdict(self.cfg)
@@ -666,8 +776,10 @@ __all__ = [
     "ImageGenerator",
     "MoCoGANConfig",
     "MoCoGANTask",
+    "Projection",
     "VideoDiscriminator",
     "discriminator_loss",
+    "frame_owners",
     "frozen",
     "generator_loss",
     "sample_clips",

@@ -17,6 +17,14 @@ clips of the same length are cut from the store's `evaluate.split`. Frames of bo
   fill; `generated` and `real`: shares of frames with one compact object (`single_object`), of
   those in the circle / square band (`circle_like`, `square_like`, `recognisable` = both) and
   of videos whose frames agree on one class (`videos_recognisable`), and the median fill;
+  beside the fill, each object's IoU with a disc and with a square of its own area and centroid
+  (`models.metrics.read_shapes`): frames that read as a circle / square (`read_circle`,
+  `read_square`, `read_shape`: the nearer template at IoU >= 0.9; clean shapes score 0.97-1,
+  the other template 0.84) and the median IoU with the nearer template. The fill band is
+  pixel-exact (one stray pixel widens the box); the templates forgive that, not a blob between
+  the two shapes. A conditional generator on a store whose labels name one shape each
+  (`data.label=shape_motion`) also gets `by_request`: per requested shape, the same summary of
+  the videos asked for it and `read_as_requested`, the share of their frames read as that shape;
 - with `evaluate.classifier` (a `framecast train model=video_classifier` checkpoint trained on
   the real data): `accuracy` of its predictions on the generated videos against the category
   each was generated for (conditional generators; per class too) beside its accuracy on the real
@@ -39,10 +47,13 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from models.metrics import (
+    READ_CIRCLE,
+    READ_SQUARE,
     average_content_distance,
     feature_statistics,
     fill_bands,
     frechet_distance,
+    read_shapes,
     shape_fill,
     shape_recognisability,
 )
@@ -199,27 +210,64 @@ def load_i3d(path: str, device: torch.device) -> Any:
     raise UsageError(f"evaluate.i3d={path}: neither TorchScript nor a torch.export program")
 
 
-def _store_source(url: str) -> str | None:
-    """The "source" attribute of the store's first video (e.g. "shapes"), None when empty."""
+def _store_shapes(url: str) -> tuple[str | None, dict[Any, str] | None]:
+    """(the "source" attribute of the store's first video (e.g. "shapes"), None when empty;
+    {label: shape} when every label of a shapes store names one shape (data.label=shape_motion),
+    else None). Attributes come from the store's catalog: no frame is read."""
     from pipeline.store import FrameStore
 
     store = FrameStore.open(url)
     ids = store.video_ids()
-    return str(store.attrs(ids[0]).get("source")) if ids else None
+    if not ids:
+        return None, None
+    source = str(store.attrs(ids[0]).get("source"))
+    shapes: dict[Any, set[str]] = {}
+    for vid in ids:
+        a = store.attrs(vid)
+        if "label" in a and "shape" in a:
+            shapes.setdefault(a["label"], set()).add(str(a["shape"]))
+    one = shapes and all(len(v) == 1 for v in shapes.values())
+    return source, ({k: next(iter(v)) for k, v in shapes.items()} if one else None)
 
 
-def shape_fill_metrics(fake: np.ndarray, real: np.ndarray) -> dict[str, Any]:
+def shape_fill_metrics(
+    fake: np.ndarray, real: np.ndarray, requested: list[str] | None = None
+) -> dict[str, Any]:
     """`shape_fill` of metrics.json for uint8 videos (N, T, H, W, C): the real frames' fill
-    bands and the recognisability summary of the generated and real videos."""
+    bands and the recognisability summary of the generated and real videos; with `requested`
+    (the shape each generated video was asked for: a conditional generator whose categories
+    name shapes), `by_request`: per shape, the summary of the videos asked for it and
+    `read_as_requested`, the share of their frames that read as that shape."""
     cpu = torch.device("cpu")
     pixels = int(fake.shape[2] * fake.shape[3])
     real_m = shape_fill(_float(real, cpu))
+    fake_m = shape_fill(_float(fake, cpu))
     bands = fill_bands(real_m, pixels)
-    return {
+    result: dict[str, Any] = {
         "bands": bands,
-        "generated": shape_recognisability(shape_fill(_float(fake, cpu)), bands, pixels),
+        "generated": shape_recognisability(fake_m, bands, pixels),
         "real": shape_recognisability(real_m, bands, pixels),
     }
+    if requested is not None:
+        reading = read_shapes(fake_m, pixels)
+        codes = {"circle": READ_CIRCLE, "square": READ_SQUARE}
+        by_request: dict[str, Any] = {}
+        for shape in sorted(set(requested)):
+            rows = torch.tensor([r == shape for r in requested])
+            part = {k: v[rows] for k, v in fake_m.items()}
+            summary: dict[str, Any] = {"videos": int(rows.sum())}
+            summary.update(shape_recognisability(part, bands, pixels))
+            if shape in codes:
+                summary["read_as_requested"] = float((reading[rows] == codes[shape]).float().mean())
+            by_request[shape] = summary
+        result["by_request"] = by_request
+    return result
+
+
+def _label_key(name: str, labels: dict[Any, str]) -> Any:
+    """The key of `labels` (store label values, e.g. ints) whose text is `name` (checkpoints
+    keep category names as text), or None."""
+    return next((k for k in labels if str(k) == name), None)
 
 
 def _pair(generated: float, real: float) -> dict[str, float | None]:
@@ -304,8 +352,14 @@ def run_generator(cfg: DictConfig, ckpt: dict[str, Any], ev: EvaluateConfig) -> 
         "acd_features": None,
         "fvd": None,
     }
-    if _store_source(url) == "shapes":
-        result["shape_fill"] = shape_fill_metrics(fake, real)
+    source, label_shapes = _store_shapes(url)
+    if source == "shapes":
+        requested = None
+        if fake_cats is not None and label_shapes is not None and gen_names:
+            # the generator's category i is the store's label gen_names[i]
+            wanted = [label_shapes.get(_label_key(gen_names[c], label_shapes)) for c in fake_cats]
+            requested = None if None in wanted else [str(w) for w in wanted]
+        result["shape_fill"] = shape_fill_metrics(fake, real, requested)
     else:
         notes.append("shape_fill skipped: the store holds no shape-motion videos (source shapes)")
 
@@ -347,9 +401,12 @@ def run_generator(cfg: DictConfig, ckpt: dict[str, Any], ev: EvaluateConfig) -> 
     rows: dict[str, Any] = {"acd (gen / real)": _fmt_pair(result["acd"])}
     if result["shape_fill"] is not None:
         sf = result["shape_fill"]
-        for key in ("recognisable", "videos_recognisable", "single_object"):
+        for key in ("recognisable", "read_shape", "videos_recognisable", "single_object"):
             pair = {"generated": sf["generated"][key], "real": sf["real"][key]}
             rows[f"shapes {key} (gen / real)"] = _fmt_pair(pair)
+        for shape, part in (sf.get("by_request") or {}).items():
+            if "read_as_requested" in part:
+                rows[f"asked for a {shape}: read as one"] = f"{part['read_as_requested']:.3f}"
     if result["accuracy"] is not None:
         rows["accuracy (gen / real)"] = _fmt_pair(result["accuracy"])
     if result["frechet_distance"] is not None:

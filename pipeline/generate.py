@@ -540,8 +540,8 @@ def run(cfg: DictConfig) -> dict:
 
     payload = {
         "model_config": mcfg,
-        "networks": (
-            {"generator": ckpt["networks"]["generator"]}
+        "networks": (  # a generator's workers need no discriminator (G and its average: model.ema)
+            {k: v for k, v in ckpt["networks"].items() if k in ("generator", "generator_ema")}
             if kind == "generator"
             else ckpt["networks"]
         ),

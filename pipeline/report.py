@@ -171,7 +171,11 @@ def _headline(row: dict[str, Any], record: dict[str, Any] | None) -> str:
     if stage == "evaluate" and r.get("shape_fill"):
         sf = r["shape_fill"]
         gen, real = sf["generated"]["recognisable"], sf["real"]["recognisable"]
-        return f"shapes recognisable {_fmt(gen)} (real {_fmt(real)})"
+        line = f"shapes recognisable {_fmt(gen)} (real {_fmt(real)})"
+        gen, real = sf["generated"].get("read_shape"), sf["real"].get("read_shape")
+        if gen is not None:
+            line += f", read as a shape {_fmt(gen)} (real {_fmt(real)})"
+        return line
     if stage == "predict":
         return f"{_fmt(r.get('frames_written'))} frames"
     if stage == "generate":
@@ -340,6 +344,10 @@ SHAPE_ROWS = (
     ("circle- or square-like", "recognisable"),
     ("videos of one shape", "videos_recognisable"),
     ("median fill ratio", "fill_median"),
+    ("read as a circle (template)", "read_circle"),
+    ("read as a square (template)", "read_square"),
+    ("read as a shape (template)", "read_shape"),
+    ("median IoU with the nearer template", "template_iou_median"),
 )
 
 
@@ -359,6 +367,12 @@ def _evaluate_generator(record: dict[str, Any], r: dict[str, Any], page: _Page) 
             cells.append(
                 f"<tr><th>shapes: {label}</th><td>{_fmt(sf['generated'].get(key))}</td>"
                 f"<td>{_fmt(sf['real'].get(key))}</td></tr>"
+            )
+    for shape, part in ((sf or {}).get("by_request") or {}).items():
+        if "read_as_requested" in part:
+            cells.append(
+                f"<tr><th>asked for a {html.escape(shape)} ({part['videos']} videos): frames "
+                f"read as one</th><td>{_fmt(part['read_as_requested'])}</td><td></td></tr>"
             )
     for key in ("frechet_distance", "fvd"):
         if r.get(key) is not None:

@@ -347,12 +347,16 @@ def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, 
                 net.train()
             with autocast:
                 logs = task.training_step(x, step, update)
+            stop = deadline is not None and time.perf_counter() > deadline
             if world > 1:
-                # log the global batch's values: the mean over ranks of their slices' values
+                # One collective per step for both: the global batch's logged values (the mean
+                # over ranks of their slices' values) and whether any rank hit the deadline
+                # (the last entry; summed, > 0 if any). Each collective is a barrier.
                 keys = sorted(logs)
-                vals = torch.tensor([float(logs[k]) for k in keys], device=device)
+                vals = torch.tensor([float(logs[k]) for k in keys] + [float(stop)], device=device)
                 torch.distributed.all_reduce(vals)
-                logs = dict(zip(keys, (vals / world).tolist()))
+                logs = dict(zip(keys, (vals[:-1] / world).tolist()))
+                stop = bool(vals[-1].item() > 0)
             loss_value = float(logs["loss"])
             if not math.isfinite(loss_value):
                 raise TrainingFailed(
@@ -363,11 +367,6 @@ def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, 
             step += 1
             samples += t.batch_size
             elapsed = time.perf_counter() - wall0
-            stop = deadline is not None and time.perf_counter() > deadline
-            if world > 1:
-                flag = torch.tensor([float(stop)], device=device)
-                torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-                stop = bool(flag.item())
             if writer is not None:
                 rate = samples / max(elapsed, 1e-9)
                 if step % t.log_every == 0 or step == t.max_steps or stop:

@@ -129,6 +129,29 @@ def test_same_seed_same_videos(ckpt, tmp_path):
         assert np.abs(u8.astype(int) - va[i]).max() <= 1
 
 
+def test_an_ema_checkpoint_generates_with_the_averaged_weights(tmp_path):
+    torch.manual_seed(0)
+    task = MoCoGANTask(**TINY, ema=0.99)
+    online, average = task.networks["generator"], task.networks["generator_ema"]
+    norms = [m for m in online.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.momentum = 1.0  # BatchNorm statistics of one batch, as in make_generator_ckpt
+    with torch.no_grad():
+        online(**online.draw_codes(16, LENGTH))
+        for p in online.parameters():
+            p.add_(0.05 * torch.randn_like(p))  # G has moved on from its average
+    task.update_average(10**6)  # beta = 0.99: the buffers copied, the weights 1% of the way
+    path = tmp_path / "ema.pt"
+    checkpoint.save(path, task, task.make_optimizers(), 7, {"trainer": {}}, {"categories": []})
+    out = tmp_path / "out"
+    generate(path, out, 2, "generate.format=npy", "generate.seed=5")
+    got = np.load(out / "video_000001.npy")
+    for net, same in ((average, True), (online, False)):
+        video, _ = net.eval().sample(1, LENGTH, seed=video_seed(5, 1))
+        u8 = (video[0].permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
+        assert (np.abs(u8.astype(int) - got).max() <= 1) == same
+
+
 def test_fix_content_and_fix_motion(ckpt, tmp_path):
     gen = generator_of(ckpt)
     seen: list[torch.Tensor] = []

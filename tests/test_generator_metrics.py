@@ -290,8 +290,9 @@ def test_evaluate_generator_metrics_json(shapes_setup, tmp_path):
     sf = m["shape_fill"]
     assert set(sf) == {"bands", "generated", "real"} and set(sf["bands"]) == {"circle", "square"}
     keys = {"single_object", "circle_like", "square_like", "recognisable", "videos_recognisable"}
+    keys |= {"read_circle", "read_square", "read_shape"}
     for side in ("generated", "real"):
-        assert keys | {"fill_median"} == set(sf[side])
+        assert keys | {"fill_median", "template_iou_median"} == set(sf[side])
         assert all(0 <= sf[side][k] <= 1 for k in keys)
     assert sf["real"]["single_object"] >= 0.9 and sf["real"]["recognisable"] >= 0.8
 
@@ -332,6 +333,27 @@ def test_shape_fill_metrics_generated_beside_real(tmp_path):
     blank = np.full_like(real, 90)
     none = shape_fill_metrics(blank, real)["generated"]
     assert none["single_object"] == 0 and none["recognisable"] == 0
+    assert same["real"]["read_shape"] >= 0.95 and none["read_shape"] == 0
+    assert got["read_square"] == 0  # the round blobs never read as squares
+
+
+def test_shape_fill_metrics_by_requested_shape():
+    from pipeline.datasets.shapes import generate as shapes
+    from pipeline.evaluate_generator import shape_fill_metrics
+
+    videos = list(shapes(16, 4, size=32, seed=2, radius=(0.2, 0.3)))
+    real = np.stack([f for _, f, _ in videos])
+    truth = [a["shape"] for _, _, a in videos]
+    assert set(truth) == {"circle", "square"}
+    got = shape_fill_metrics(real, real, truth)["by_request"]
+    assert set(got) == {"circle", "square"}
+    assert sum(part["videos"] for part in got.values()) == 16
+    assert all(part["read_as_requested"] >= 0.95 for part in got.values())
+    assert got["square"]["read_square"] == got["square"]["read_as_requested"]
+    swapped = ["circle" if t == "square" else "square" for t in truth]
+    got = shape_fill_metrics(real, real, swapped)["by_request"]
+    assert all(part["read_as_requested"] <= 0.05 for part in got.values())
+    assert "by_request" not in shape_fill_metrics(real, real)
 
 
 def test_evaluate_generator_notes_a_store_without_shapes(shapes_setup, tmp_path):

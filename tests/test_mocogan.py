@@ -19,6 +19,7 @@ from models.mocogan import (
     MoCoGANConfig,
     MoCoGANTask,
     VideoDiscriminator,
+    frame_owners,
     sample_clips,
     sample_frames,
 )
@@ -327,6 +328,67 @@ def test_spectral_norm_discriminators_are_one_lipschitz_per_layer_and_train():
             if isinstance(m, torch.nn.Conv2d | torch.nn.Conv3d):
                 sigma = torch.linalg.matrix_norm(m.weight.detach().flatten(1), ord=2)
                 assert sigma == pytest.approx(1.0, abs=0.1), (name, float(sigma))
+
+
+def test_projection_discriminators_judge_each_input_against_its_category():
+    task = tiny_task(projection=True, num_categories=len(MOTIONS), instance_noise=0.0)
+    d_image, d_video = task.networks["image_disc"], task.networks["video_disc"]
+    assert d_image.projection is not None and d_video.projection is not None
+    batch = shapes_batch(6)
+    frames, labels = batch["frames"] * 2 - 1, batch["label"]
+    for net in (d_image, d_video):
+        net.eval()
+        with torch.no_grad():  # a non-zero embedding: the category must move the logits
+            net.projection.embed.weight.normal_()
+    with torch.no_grad():
+        image_y = d_image(frames[:, 0], 0.0, labels)
+        image_other = d_image(frames[:, 0], 0.0, (labels + 1) % len(MOTIONS))
+        video_y, _ = d_video(frames, 0.0, labels)
+        video_other, _ = d_video(frames, 0.0, (labels + 1) % len(MOTIONS))
+    assert image_y.shape == (6, 4, 4) and video_y.shape == (6, LENGTH, 4, 4)
+    assert not torch.allclose(image_y, image_other) and not torch.allclose(video_y, video_other)
+    with pytest.raises(ValueError, match="needs the categories"):
+        d_image(frames[:, 0])
+    # the frames D_I sees come from the videos frame_owners names: their labels go with them
+    assert frame_owners(7, 3).tolist() == [0, 1, 2, 0, 1, 2, 0]
+    # it trains, D learning the embedding, and it needs labelled categories
+    update = make_update(task.make_optimizers(), None)
+    before = d_video.projection.embed.weight.detach().clone()
+    logs = [task.training_step(batch, step, update) for step in range(3)]
+    assert all(np.isfinite(v) for log in logs for v in log.values())
+    assert not torch.equal(before, d_video.projection.embed.weight)
+    with pytest.raises(ValueError, match="projection"):
+        MoCoGANConfig(projection=True)
+    with pytest.raises(ValueError, match="projection"):
+        MoCoGANConfig(projection=True, num_categories=3, category_weight=0.0, infogan=1.0)
+
+
+def test_ema_generator_averages_the_weights_and_is_the_one_that_samples():
+    task = tiny_task(ema=0.9)
+    online, average = task.networks["generator"], task.networks["generator_ema"]
+    assert not any(p.requires_grad for p in average.parameters())  # no optimiser, no DDP
+    assert set(task.make_optimizers()) == {"generator", "image_disc", "video_disc"}
+    update = make_update(task.make_optimizers(), None)
+    batch = shapes_batch()["frames"]
+    prev = [p.detach().clone() for p in average.parameters()]
+    for step in range(30):
+        task.training_step(batch, step, update)
+        beta = min(0.9, (1 + step) / (10 + step))
+        expected = [a.lerp(p.detach(), 1 - beta) for a, p in zip(prev, online.parameters())]
+        for e, a in zip(expected, average.parameters()):
+            torch.testing.assert_close(a, e)
+        prev = [p.detach().clone() for p in average.parameters()]
+    # after 30 steps the average trails G: close to it, not equal
+    gaps = [float((a - p).abs().max()) for a, p in zip(average.parameters(), online.parameters())]
+    assert 0 < max(gaps) < 0.1
+    for b_avg, b in zip(average.buffers(), online.buffers()):
+        assert torch.equal(b_avg, b)  # BatchNorm statistics are G's
+    assert task.inference_model() is average
+    plain = tiny_task()
+    assert "generator_ema" not in plain.networks
+    assert plain.inference_model() is plain.networks["generator"]
+    with pytest.raises(ValueError, match="model.ema"):
+        MoCoGANConfig(ema=1.0)
 
 
 def test_labels_are_required_only_for_labelled_category_training():
