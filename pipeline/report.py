@@ -373,6 +373,9 @@ def _evaluate_generator(record: dict[str, Any], r: dict[str, Any], page: _Page) 
             cells.append(
                 f"<tr><th>asked for a {html.escape(shape)} ({part['videos']} videos): frames "
                 f"read as one</th><td>{_fmt(part['read_as_requested'])}</td><td></td></tr>"
+                f"<tr><th>asked for a {html.escape(shape)}: frames nearer a {html.escape(shape)}"
+                f" than the other shape</th><td>{_fmt(part.get('nearer_requested'))}</td>"
+                "<td></td></tr>"
             )
     for key in ("frechet_distance", "fvd"):
         if r.get(key) is not None:

@@ -349,11 +349,50 @@ def test_shape_fill_metrics_by_requested_shape():
     assert set(got) == {"circle", "square"}
     assert sum(part["videos"] for part in got.values()) == 16
     assert all(part["read_as_requested"] >= 0.95 for part in got.values())
+    assert all(part["nearer_requested"] >= part["read_as_requested"] for part in got.values())
     assert got["square"]["read_square"] == got["square"]["read_as_requested"]
     swapped = ["circle" if t == "square" else "square" for t in truth]
     got = shape_fill_metrics(real, real, swapped)["by_request"]
     assert all(part["read_as_requested"] <= 0.05 for part in got.values())
+    assert all(part["nearer_requested"] <= 0.05 for part in got.values())
     assert "by_request" not in shape_fill_metrics(real, real)
+
+
+def test_evaluate_a_shape_conditional_generator_by_requested_shape(tmp_path):
+    from models.mocogan import MoCoGANTask
+    from pipeline.datasets.shapes import generate as shapes
+    from pipeline.evaluate_generator import _store_shapes
+    from pipeline.store import FrameStore
+
+    url = str(tmp_path / "sm.zarr")
+    store = FrameStore.create(url)
+    for i, (_, frames, attrs) in enumerate(shapes(60, 8, size=16, seed=0, label="shape_motion")):
+        store.write_video(f"s{i}", frames, {**attrs, "split": "test"})
+    source, label_shapes = _store_shapes(url)
+    assert source == "shapes" and label_shapes and len(label_shapes) == 12
+    assert all(s == ("circle" if k < 6 else "square") for k, s in label_shapes.items())
+    torch.manual_seed(0)
+    gen = MoCoGANTask(frame_size=16, length=8, dim_content=6, dim_motion=4, dim_noise=3,
+                      gen_channels=8, disc_channels=8, num_categories=12, projection=True,
+                      ema=0.9)  # fmt: skip
+    gen_path = tmp_path / "gen.pt"
+    extra = {"categories": list(range(12))}
+    checkpoint.save(gen_path, gen, gen.make_optimizers(), 5, {"trainer": {}}, extra)
+    out = tmp_path / "ev"
+    args = ["evaluate", f"checkpoint={gen_path}", f"store={url}", f"evaluate.out={out}"]
+    assert main([*args, "evaluate.num_videos=12", "evaluate.batch_size=4"]) == 0
+    by = json.loads((out / "metrics.json").read_text())["shape_fill"]["by_request"]
+    assert set(by) == {"circle", "square"}  # categories i mod 12: 0-5 circles, 6-11 squares
+    assert by["circle"]["videos"] == by["square"]["videos"] == 6
+    for part in by.values():
+        assert 0 <= part["read_as_requested"] <= part["nearer_requested"] <= 1
+    # motion labels name both shapes: nothing to request
+    assert _store_shapes(str(tmp_path / "sm.zarr"))[1] is not None
+    plain = str(tmp_path / "motion.zarr")
+    store = FrameStore.create(plain)
+    for i, (_, frames, attrs) in enumerate(shapes(16, 8, size=16, seed=0)):
+        store.write_video(f"s{i}", frames, {**attrs, "split": "test"})
+    assert _store_shapes(plain) == ("shapes", None)
 
 
 def test_evaluate_generator_notes_a_store_without_shapes(shapes_setup, tmp_path):
