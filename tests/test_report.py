@@ -53,6 +53,9 @@ def test_report_rebuilds_with_every_stage_and_local_images(demo_run: tuple[Path,
         assert "generate_gan/preview.gif" in html
     if (run_dir / "evaluate_gan").exists():  # generator metrics beside the real videos'
         assert "shapes recognisable" in html and "shapes: square-like" in html
+        assert "shapes: read as a square (template)" in html
+        # the demo's generator is asked for shapes (shape x motion labels): counted per shape
+        assert re.search(r"asked for a (circle|square) \(\d+ videos\): frames read as one", html)
         assert "evaluate_gan/samples.gif" in html
 
 
