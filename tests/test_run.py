@@ -98,7 +98,9 @@ def test_tiny_demo_end_to_end(demo_run: tuple[Path, dict]) -> None:
         assert len(lines) == 2
         gan = json.loads((run_dir / "evaluate_gan" / "metrics.json").read_text())
         assert gan["model"] == "mocogan" and gan["videos"] == 4
-        assert set(gan["shape_fill"]) == {"bands", "generated", "real"}
+        # the demo's generator is asked for shapes (shape x motion): counted per requested shape
+        assert set(gan["shape_fill"]) == {"bands", "generated", "real", "by_request"}
+        assert set(gan["shape_fill"]["by_request"]) <= {"circle", "square"}
     # the outputs passed on: evaluate used train_lstm's checkpoint and mnist's store
     ev = json.loads((run_dir / "evaluate_lstm" / "stage.json").read_text())
     assert ev["config"]["checkpoint"] == str(run_dir / "train_lstm/checkpoints/last.pt")
