@@ -92,9 +92,9 @@ rows.sort(key=lambda r: (r["setting"], r["step"]))
 keys = ["single_object", "circle_like", "square_like", "recognisable", "read_shape", "template_iou_median",
         "fill_median", "circle_asked", "square_asked"]
 print(card)
-print(f"{'setting':<14}{'step':>7}" + "".join(f"{k[:12]:>13}" for k in keys) + f"{'acd':>8}")
+print(f"{'setting':<16}{'step':>7}" + "".join(f"{k[:12]:>13}" for k in keys) + f"{'acd':>8}")
 if real:
-    print(f"{'(real)':<14}{'':>7}" + "".join(f"{real.get(k, float('nan')):>13.3f}" for k in keys))
+    print(f"{'(real)':<16}{'':>7}" + "".join(f"{real.get(k, float('nan')):>13.3f}" for k in keys))
 for r in rows:
     print(f"{r['setting'][:15]:<16}{r['step']:>7}" + "".join(
         f"{r[k]:>13.3f}" if not math.isnan(r[k]) else f"{'nan':>13}" for k in keys) + f"{r['acd']:>8.4f}")
