@@ -546,13 +546,14 @@ READ_IOU = 0.9  # least IoU with the nearer template to read a shape (clean: >= 
 READ_NEITHER, READ_CIRCLE, READ_SQUARE = 0, 1, 2
 
 
-def read_shapes(measures: dict[str, Tensor], pixels: int) -> Tensor:
+def read_shapes(measures: dict[str, Tensor], pixels: int, min_iou: float = READ_IOU) -> Tensor:
     """Per frame (long, like the measures): READ_CIRCLE or READ_SQUARE when the frame shows one
-    compact object nearer that template, at IoU >= READ_IOU; READ_NEITHER otherwise."""
+    compact object nearer that template, at IoU >= min_iou (0: whichever is nearer);
+    READ_NEITHER otherwise."""
     ok = single_object(measures, pixels)
     ic, isq = measures["iou_circle"], measures["iou_square"]
     shape = torch.where(ic >= isq, READ_CIRCLE, READ_SQUARE)
-    return torch.where(ok & (torch.maximum(ic, isq) >= READ_IOU), shape, READ_NEITHER)
+    return torch.where(ok & (torch.maximum(ic, isq) >= min_iou), shape, READ_NEITHER)
 
 
 __all__ += [

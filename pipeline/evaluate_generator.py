@@ -57,7 +57,6 @@ from models.metrics import (
     read_shapes,
     shape_fill,
     shape_recognisability,
-    single_object,
 )
 from pipeline import checkpoint
 from pipeline.config import UsageError, existing_path, required, write_result
@@ -264,10 +263,8 @@ def shape_fill_metrics(
             if shape in codes:
                 summary["read_as_requested"] = float((reading[rows] == codes[shape]).float().mean())
                 # looser: one compact object nearer the requested template than the other
-                ic, isq = part["iou_circle"], part["iou_square"]
-                nearer = isq > ic if shape == "square" else ic >= isq
-                ok = single_object(part, pixels)
-                summary["nearer_requested"] = float((ok & nearer).float().mean())
+                nearer = read_shapes(part, pixels, min_iou=0.0) == codes[shape]
+                summary["nearer_requested"] = float(nearer.float().mean())
             by_request[shape] = summary
         result["by_request"] = by_request
     return result
