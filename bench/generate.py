@@ -8,7 +8,7 @@ One run, one MoCoGAN checkpoint (the paper's generator by default: 64x64 RGB, 16
 not flat grey), the same videos (seed 0) in every row:
 
 - encode_only: the videos' uint8 frames, sampled beforehand and held in memory, encoded by
-  PyAV through `pipeline.video.write_video` in this process (one after the other): the
+  PyAV through `pipeline.io.video.write_video` in this process (one after the other): the
   reference of the end-to-end rows;
 - sample_only: the generator alone (the same batches, no encoding), for the diagnosis;
 - e2e_local: `framecast generate generate.backend=local`, in this process: sampling + encoding
@@ -46,7 +46,7 @@ def make_checkpoint(path: Path, size: int, length: int, width: int) -> None:
     import torch
 
     from models.mocogan import MoCoGANTask
-    from pipeline import checkpoint
+    from pipeline.runtime import checkpoint
 
     torch.manual_seed(0)
     task = MoCoGANTask(frame_size=size, length=length, gen_channels=width)
@@ -65,8 +65,8 @@ def sample_all(ckpt: Path, n: int, length: int, batch: int, device: str = "cpu")
     """(uint8 videos (n, T, H, W, C), seconds) sampled as generate's units sample them."""
     import torch
 
-    from pipeline import checkpoint
-    from pipeline.generate import sample_videos, to_uint8
+    from pipeline.runtime import checkpoint
+    from pipeline.stages.generate import sample_videos, to_uint8
 
     dev = torch.device(device)
     gen = checkpoint.restore_task(checkpoint.load(ckpt), dev).inference_model().eval()
@@ -85,7 +85,7 @@ def sample_all(ckpt: Path, n: int, length: int, batch: int, device: str = "cpu")
 def encode_all(args: tuple) -> float:
     """Seconds to encode and write every video of `frames` (in one process)."""
     frames, fmt, outdir = args
-    from pipeline.generate import encode
+    from pipeline.stages.generate import encode
 
     os.makedirs(outdir, exist_ok=True)
     t0 = time.perf_counter()
@@ -149,7 +149,7 @@ def main() -> None:
         if not args.no_ray:
             import ray
 
-            from pipeline.cluster import LOCAL_NODE_IP
+            from pipeline.runtime.cluster import LOCAL_NODE_IP
 
             ray.init(
                 num_cpus=os.cpu_count() or 2,

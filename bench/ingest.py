@@ -8,7 +8,7 @@ PyAV from FFmpeg's testsrc2 source and cached in --workdir):
 - ffmpeg_cli: `ffmpeg -threads 1 -i F -vf scale=S:S -pix_fmt rgb24 -f null -` per file (the
   binary imageio-ffmpeg ships), the reference;
 - pyav_naive: the usual PyAV loop (container.decode + to_ndarray(width=, height=)), in-process;
-- decoder: pipeline.video.Decoder (one decoder thread), in-process, no store;
+- decoder: pipeline.io.video.Decoder (one decoder thread), in-process, no store;
 - one_actor / all_actors: the ingest actors writing a frame store (Ray started before timing),
   one decoder thread per actor; one_actor_threads_auto: one actor with the decoder threads
   `framecast ingest` gives a lone actor (the CPU count);
@@ -113,7 +113,7 @@ def time_naive(path: Path, size: int) -> float:
 
 
 def time_decoder(path: Path, size: int) -> float:
-    from pipeline.video import Decoder
+    from pipeline.io.video import Decoder
 
     t = time.perf_counter()
     with Decoder(str(path), size=size, resize="stretch", threads=1) as d:
@@ -143,7 +143,7 @@ def parallelism(threads: int = 2) -> float:
 
 
 def _decode_list(paths: list[str], size: int) -> int:
-    from pipeline.video import Decoder
+    from pipeline.io.video import Decoder
 
     n = 0
     for p in paths:
@@ -179,8 +179,8 @@ def du(path: Path) -> int:
 
 def time_actors(files: list, size: int, workers: int, threads: int, root: Path) -> tuple:
     """Seconds for a pool of `workers` actors (started before timing) to ingest all files."""
-    from pipeline.ingest import IngestConfig, WorkerPool, options_from, plan_jobs, resolve_sources
-    from pipeline.store import FrameStore
+    from pipeline.stages.ingest import IngestConfig, WorkerPool, options_from, plan_jobs, resolve_sources
+    from pipeline.io.store import FrameStore
 
     url = str(root / f"store-{workers}-{time.time_ns()}.zarr")
     store = FrameStore.create(url)
@@ -228,7 +228,7 @@ def main() -> None:
     files = generate(workdir / "videos")
     total = sum(n for _, _, n in files)
     print(f"{len(files)} files, {total} frames, {os.cpu_count()} CPUs, PyAV {av.__version__}")
-    from pipeline.cluster import LOCAL_NODE_IP
+    from pipeline.runtime.cluster import LOCAL_NODE_IP
 
     ray.init(
         num_cpus=os.cpu_count(),

@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import Table  # noqa: E402
 from pipeline.datasets.moving_mnist import generate  # noqa: E402
-from pipeline.loader import ClipDataset  # noqa: E402
-from pipeline.store import FrameStore  # noqa: E402
+from pipeline.io.loader import ClipDataset  # noqa: E402
+from pipeline.io.store import FrameStore  # noqa: E402
 
 CLIP = 20
 

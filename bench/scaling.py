@@ -131,7 +131,7 @@ def compute_ceiling(n: int = 400) -> tuple[float, float]:
 
 
 def make_videos(folder: Path, n: int, frames: int, size: int) -> None:
-    from pipeline.video import write_video
+    from pipeline.io.video import write_video
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -224,7 +224,7 @@ def main() -> None:
 
             s3fs.S3FileSystem(skip_instance_cache=True).mkdir("bench")
             make_videos(work / "videos", args.videos, args.frames, args.size)
-        from pipeline.cluster import LOCAL_NODE_IP
+        from pipeline.runtime.cluster import LOCAL_NODE_IP
 
         ray.init(
             num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address=LOCAL_NODE_IP

@@ -38,7 +38,7 @@ def make_checkpoint(model: str, path: str, **overrides: Any) -> dict[str, Any]:
     import torch
     from omegaconf import OmegaConf
 
-    from pipeline import checkpoint
+    from pipeline.runtime import checkpoint
 
     root = Path(__file__).resolve().parents[1] / "configs" / "model"
     cfg = OmegaConf.to_container(OmegaConf.load(root / f"{model}.yaml"), resolve=True)
@@ -53,13 +53,13 @@ def stream_once(
     ckpt: str, seconds: float, device: str, horizon: int, server: str | None = None
 ) -> dict[str, Any]:
     """One `framecast stream` run from a 30 fps test source; its result dict."""
-    from pipeline.stream import LocalPredictor, StreamConfig, Streamer, load_predictor
+    from pipeline.stages.stream import LocalPredictor, StreamConfig, Streamer, load_predictor
 
     opts = StreamConfig(
         horizon=horizon, port=0, seconds=seconds, device=device, server=server, scale=4
     )
     if server:
-        from pipeline.serve import Client
+        from pipeline.serve.app import Client
 
         session = Client(server, os.environ.get("FRAMECAST_TOKEN")).session()
         predictor: Any = session
@@ -84,8 +84,8 @@ def serve_load(
     (bounded: fps * seconds frames each). With `check` (the served checkpoint), each session's
     last prediction is compared with an in-process run over the same frames: a session that
     saw another's state would differ."""
-    from pipeline.serve import Client, ServeClientError
-    from pipeline.stream import percentiles
+    from pipeline.serve.app import Client, ServeClientError
+    from pipeline.stages.stream import percentiles
 
     info = Client(url, token).session()
     size, ch = info.frame_size, info.channels
@@ -136,7 +136,7 @@ def serve_load(
     wall = time.perf_counter() - t0
     mismatched = 0
     if check:
-        from pipeline.stream import LocalPredictor, load_predictor
+        from pipeline.stages.stream import LocalPredictor, load_predictor
 
         model, dev, _ = load_predictor(check, "cpu")
         for frames, out in lasts.values():
@@ -176,11 +176,11 @@ def start_serve(ckpt: str, device: str) -> tuple[str, Any]:
     import ray
 
     from pipeline import serve as fserve
-    from pipeline.serve import Client, ServeClientError, ServeConfig
+    from pipeline.serve.app import Client, ServeClientError, ServeConfig
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if not ray.is_initialized():
-        from pipeline.cluster import LOCAL_NODE_IP
+        from pipeline.runtime.cluster import LOCAL_NODE_IP
 
         ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address=LOCAL_NODE_IP)
     with socket.socket() as s:

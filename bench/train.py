@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import Table  # noqa: E402
 from models.lstm_autoencoder import LSTMAutoencoderTask  # noqa: E402
-from pipeline.train import TrainerConfig, compile_networks, make_update  # noqa: E402
+from pipeline.stages.train import TrainerConfig, compile_networks, make_update  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------
 # The plain references
@@ -161,7 +161,7 @@ def reference_step(model: nn.Module, clip: Tensor, context: int, bf16: bool) -> 
 def framecast_step(
     options: dict, clip: Tensor, device: torch.device, compiled: bool
 ) -> Callable[[], None]:
-    """The per-step work of pipeline.train.train_loop for this task, with trainer defaults."""
+    """The per-step work of pipeline.stages.train.train_loop for this task, with trainer defaults."""
     t = TrainerConfig(compile=compiled)
     task = LSTMAutoencoderTask(**options)
     task.networks.to(device)

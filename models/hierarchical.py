@@ -110,7 +110,7 @@ VGG16_FILE = "vgg16-397923af.pth"
 class HierarchicalConfig:
     """Options of the family; the fields are the keys of configs/model/hierarchical.yaml."""
 
-    name: str = "hierarchical"  # registry key (models.TASKS)
+    name: str = "hierarchical"  # registry key (models.FAMILIES)
     frame_size: int = 64  # H = W of a frame, in pixels (a multiple of 8)
     channels: int = 3  # C
     structure: str = "landmarks"  # "landmarks" | "learned" | "keypointrcnn" (module doc)
@@ -662,8 +662,8 @@ class HierarchicalTask(TrainingTask):
     "discriminator". A batch is {"frames", "keypoints"} for landmarks, else frames only.
 
     `pretrained` (not an option: never in `config()`) holds the state dicts of the frozen
-    networks the options need, by the names of `pretrained_files`; `pipeline.checkpoint.build`
-    loads them from the user's files.
+    networks the options need, by the names of `pretrained_files`;
+    `pipeline.runtime.checkpoint.build` loads them from the user's files.
     """
 
     default_files = {"keypointrcnn": KEYPOINTRCNN_FILE}  # in PyTorch Hub's checkpoint cache

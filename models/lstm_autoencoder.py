@@ -46,7 +46,7 @@ LSTMState = tuple[Tensor, Tensor]  # (h, c), each (layers, B, *state features): 
 class LSTMAutoencoderConfig:
     """Options of the family; the fields are the keys of configs/model/lstm_autoencoder.yaml."""
 
-    name: str = "lstm_autoencoder"  # registry key (models.TASKS)
+    name: str = "lstm_autoencoder"  # registry key (models.FAMILIES)
     frame_size: int = 64  # H = W of a frame, in pixels
     channels: int = 1  # C: 1 for Moving MNIST, 3 for natural video
     context: int = 10  # T: observed frames the encoder reads

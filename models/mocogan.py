@@ -51,7 +51,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -59,6 +59,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.protocols import code_ids, video_rng
 from models.task import TrainingTask, UpdateFn
 
 
@@ -66,7 +67,7 @@ from models.task import TrainingTask, UpdateFn
 class MoCoGANConfig:
     """Options of the family; the fields are the keys of configs/model/mocogan.yaml."""
 
-    name: str = "mocogan"  # registry key (models.TASKS)
+    name: str = "mocogan"  # registry key (models.FAMILIES)
     frame_size: int = 64  # S = H = W of a frame: a power of two >= 16 (64; 128 as an option)
     channels: int = 3  # C: 3 for RGB, 1 for Moving MNIST
     length: int = 16  # T: frames of a training clip (sampling takes any length)
@@ -294,12 +295,63 @@ class Generator(nn.Module):
         codes["motion_noise"] = noise
         return codes
 
+    @property
+    def num_categories(self) -> int:
+        return self.cfg.num_categories
+
+    # The generator protocol (models/protocols.py): video i of a run seeded S takes its content
+    # from draw c and its motion noise (and, unless requested, its category: the action is part
+    # of the motion) from draw m, (c, m) = code_ids(i, fix), draw j coming from video_rng(S, j).
     @torch.no_grad()
     def sample(
         self,
         n: int,
         length: int,
-        category: int | Tensor | None = None,
+        category: int | Sequence[int] | None = None,
+        seed: int = 0,
+        fix: str | None = None,
+        start: int = 0,
+    ) -> Tensor:
+        """Videos start .. start+n-1 of the run seeded `seed`: (n, length, C, S, S) in [0, 1]."""
+        pairs = [code_ids(i, fix) for i in range(start, start + n)]
+        draws = {
+            j: self.draw_codes(1, length, device="cpu", generator=video_rng(seed, j))
+            for j in sorted({j for pair in pairs for j in pair})
+        }
+        content = torch.cat([draws[c]["content"] for c, _ in pairs])
+        motion = torch.cat([draws[m]["motion_noise"] for _, m in pairs])
+        cats: list[int] | None = None
+        if self.cfg.num_categories:
+            if category is None:
+                cats = [int(draws[m]["category"]) for _, m in pairs]
+            elif isinstance(category, int):
+                cats = [category] * n
+            else:
+                cats = [int(c) for c in category]
+        videos, _ = self.sample_with_codes(n, length, cats, content=content, motion=motion)
+        return videos
+
+    def drawn_categories(
+        self, seed: int, indices: Sequence[int], fix: str | None = None
+    ) -> list[int] | None:
+        """The category each video of the run takes when none is requested (None when
+        unconditional); drawn as `sample` draws it, without rendering."""
+        if not self.cfg.num_categories:
+            return None
+        out = []
+        for i in indices:
+            m = code_ids(i, fix)[1]
+            out.append(
+                int(self.draw_codes(1, 1, device="cpu", generator=video_rng(seed, m))["category"])
+            )
+        return out
+
+    @torch.no_grad()
+    def sample_with_codes(
+        self,
+        n: int,
+        length: int,
+        category: int | Sequence[int] | Tensor | None = None,
         seed: int | None = None,
         content: Tensor | None = None,
         motion: Tensor | None = None,
@@ -615,6 +667,7 @@ class MoCoGANTask(TrainingTask):
             # no gradient: the trainer neither steps nor all-reduces it; checkpoints keep it.
             average = copy.deepcopy(generator).requires_grad_(False)
             self.networks["generator_ema"] = average
+        self.inference_networks = ("generator_ema",) if cfg.ema else ("generator",)
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         betas = (self.cfg.beta1, self.cfg.beta2)

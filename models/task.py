@@ -1,6 +1,6 @@
 """The contract between a model family and the generic trainer.
 
-A family owns its networks, optimisers and one training step; the trainer (pipeline/train.py)
+A family owns its networks, optimisers and one training step; the trainer (pipeline/stages/train.py)
 owns everything else: device placement, precision, DDP wrapping, gradient clipping,
 checkpoints, resume and logging. Keeping the step inside the family is what lets a GAN with
 three optimisers and an autoencoder with one share one trainer.
@@ -43,9 +43,12 @@ class TrainingTask:
     needs_keypoints: bool = False
     # How many categories the task was built for (0: none); the trainer checks the data has them.
     num_categories: int = 0
+    # The networks `inference_model()` uses (None: all): what a checkpoint ships to inference
+    # workers (a GAN's workers need no discriminator).
+    inference_networks: tuple[str, ...] | None = None
 
     # Frozen pretrained networks (not checkpointed; the user supplies their weights files).
-    # Models never read files: `pipeline.checkpoint.build` asks `pretrained_files(options)`
+    # Models never read files: `pipeline.runtime.checkpoint.build` asks `pretrained_files(options)`
     # which ones the options need, loads each file's state dict and passes them to the
     # constructor as `pretrained={name: state_dict}`. A name whose option is unset (None) is
     # looked up in PyTorch Hub's checkpoint cache under `default_files[name]`, if it has one.

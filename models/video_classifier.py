@@ -3,7 +3,7 @@
 It is the measuring instrument of generator evaluation (MoCoGAN, Tulyakov et al. 2018): the
 accuracy of its predictions on generated videos against the category they were generated for,
 the Fréchet distance of generated vs real videos in its feature space, and ACD on its per-frame
-features (`pipeline/evaluate_generator.py`). Trained with
+features (`pipeline/stages/evaluate/generator.py`). Trained with
 `framecast train model=video_classifier store=...` on a store whose videos carry a "label".
 
     (B, T, C, S, S) in [0, 1] -> (B, C, T, S, S) -> `levels` blocks of
@@ -32,7 +32,7 @@ from models.task import TrainingTask, UpdateFn
 class VideoClassifierConfig:
     """Options of the family; the fields are the keys of configs/model/video_classifier.yaml."""
 
-    name: str = "video_classifier"  # registry key (models.TASKS)
+    name: str = "video_classifier"  # registry key (models.FAMILIES)
     frame_size: int = 64  # S = H = W of a frame: a power of two >= 8
     channels: int = 3  # C: 3 for RGB, 1 for Moving MNIST
     length: int = 16  # T: frames of a training clip (inference takes any length)

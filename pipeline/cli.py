@@ -1,48 +1,23 @@
 """`framecast STAGE [hydra overrides]`: one entry point for every stage.
 
-Each stage is a module of `pipeline` with `run(cfg: DictConfig) -> dict`, configured by
-`configs/<stage>.yaml`. A user mistake prints one line and exits 2; a stage that finished with
+Each stage is a module of `pipeline.stages` (the table `pipeline.stages.STAGES`) with
+`run(cfg: DictConfig) -> dict`, configured by `configs/<stage>.yaml`. A user mistake prints one line and exits 2; a stage that finished with
 some inputs failed exits 3 (it raises `PartialFailure`).
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import sys
 from importlib import resources
 
 from omegaconf import OmegaConf
 
-from pipeline.config import StageFailed, UsageError, compose
-
-# stage -> (module that runs it, one line for `framecast --help`)
-STAGES: dict[str, tuple[str, str]] = {
-    "synth": (
-        "pipeline.synth",
-        "render a synthetic dataset (Moving MNIST, ...) into a frame store",
-    ),
-    "ingest": ("pipeline.ingest", "decode videos with PyAV on Ray actors into a frame store"),
-    "train": ("pipeline.train", "train a model family on a store (local or Ray Train DDP)"),
-    "evaluate": ("pipeline.evaluate", "metrics per future step against baselines, plots"),
-    "predict": ("pipeline.predict", "predict the future of a video file, write an mp4"),
-    "generate": ("pipeline.generate", "batch-generate videos from a generator checkpoint"),
-    "serve": ("pipeline.serve", "serve predictors and generators over HTTP (Ray Serve)"),
-    "stream": ("pipeline.stream", "live prediction from a camera, URL or file, with a page"),
-    "run": ("pipeline.run", "run a pipeline of stages, cached, into one run directory"),
-    "info": ("pipeline.info", "print a JSON summary of a frame store"),
-    "report": ("pipeline.report", "rebuild the HTML report of a run directory"),
-}
-
-# stages whose module has not landed yet, and the issue that brings each
-PLANNED: dict[str, str] = {}
+from pipeline.core.config import compose
+from pipeline.core.errors import FrameStoreError, PartialFailure, StageFailed, UsageError
+from pipeline.stages import STAGES, stage_module
 
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3
-
-
-class PartialFailure(Exception):
-    """Raised by a stage that finished but could not process some inputs (exit status 3)."""
 
 
 def _usage() -> str:
@@ -85,13 +60,6 @@ def _stage_help(stage: str) -> str:
     return "\n".join(lines)
 
 
-def _stage_module(stage: str):  # noqa: ANN202
-    name = STAGES[stage][0]
-    if importlib.util.find_spec(name) is None:
-        return None
-    return importlib.import_module(name)
-
-
 def _fail(stage: str | None, msg: str) -> int:
     where = f"framecast {stage}" if stage else "framecast"
     print(f"{where}: error: {msg}", file=sys.stderr)
@@ -107,19 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     if stage not in STAGES:
         return _fail(None, f"unknown stage '{stage}' (stages: {', '.join(STAGES)})")
     if any(a in ("-h", "--help") for a in overrides):
-        if _stage_module(stage) is None:
-            return _fail(stage, f"stage '{stage}' is not implemented yet ({PLANNED[stage]})")
         try:
             print(_stage_help(stage))
         except UsageError as e:
             return _fail(stage, str(e))
         return 0
-    from pipeline.store import FrameStoreError
-
     try:
-        module = _stage_module(stage)
-        if module is None:
-            return _fail(stage, f"stage '{stage}' is not implemented yet ({PLANNED[stage]})")
+        module = stage_module(stage)
         cfg = compose(stage, overrides)
         module.run(cfg)
     except (UsageError, FrameStoreError) as e:

@@ -1,0 +1,410 @@
+"""`framecast evaluate`: a predictor's metrics per future step, beside the copy-last-frame baseline.
+
+Sequences come from the held-out split of a store (`store=URL`) or from an npy file in the
+`mnist_test_seq.npy` layout (`data=npy data.path=FILE`). The first `evaluate.context` frames are
+observed and the next `evaluate.horizon` are predicted. Writes `metrics.json`, a per-step plot
+(PNG) and a grid of observed | true | predicted frames (PNG and GIF) into `evaluate.out`.
+
+Every metric of `models.metrics.MetricAccumulator` is reported per step, sharpness (gradient
+energy of the predictions over that of the truth, < 1 = blur) included. Long horizons: set
+`evaluate.context=10 evaluate.horizon=64` (the store's videos must have that many frames).
+Predictors that predict poses (the hierarchical model: `forecast`) also get, when the store
+holds keypoints, PCK@0.1 of body size per step ("pck") and the frames their generator draws
+from the *true* future poses ("oracle_poses"; for learned keypoints: those detected in the true
+future frames). `evaluate.baseline=CKPT` rolls another predictor checkpoint (e.g. the LSTM
+autoencoder) out to the same horizon on the same sequences and reports it beside copy-last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from models.metrics import MetricAccumulator, PCKAccumulator, copy_last_baseline
+from pipeline.runtime import checkpoint
+from pipeline.core.config import UsageError, existing_path, required, typed, write_result
+
+METRICS = ("mse", "mae", "psnr", "ssim", "bce")
+
+
+@dataclass
+class EvaluateConfig:
+    context: int | None = None
+    horizon: int | None = None
+    batch_size: int = 64
+    max_sequences: int | None = None
+    split: str = "test"
+    device: str = "auto"
+    out: str | None = None
+    grid_sequences: int = 4
+    baseline: str | None = None  # another predictor checkpoint, evaluated on the same sequences
+    # generator checkpoints (pipeline/evaluate_generator.py)
+    classifier: str | None = None
+    i3d: str | None = None
+    i3d_size: int = 224
+    num_videos: int = 256
+    seed: int = 0
+    length: int | None = None
+
+
+def default_out(ckpt_path: str) -> Path:
+    """RUN/evaluate for RUN/checkpoints/X.pt, else a folder beside the checkpoint."""
+    p = Path(ckpt_path)
+    if p.parent.name == "checkpoints":
+        return p.parent.parent / "evaluate"
+    return p.with_name(f"{p.stem}-evaluate")
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("device=cuda: no CUDA device is available")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _store_sequences(
+    url: str, length: int, ev: EvaluateConfig, test_fraction: float, keypoints: bool = False
+) -> Iterator[np.ndarray | tuple[np.ndarray, np.ndarray]]:
+    """Batches of uint8 sequences (B, L, H, W, C); with `keypoints`, (frames, keypoints
+    (B, L, K, 2)) when every selected video has keypoints (else frames alone)."""
+    from pipeline.io.loader import ClipDataset
+
+    def dataset(with_keypoints: bool) -> ClipDataset:
+        return ClipDataset(
+            url,
+            length,
+            ev.batch_size,
+            stride=length,
+            split=None if ev.split == "all" else ev.split,
+            test_fraction=test_fraction,
+            cache=False,
+            shuffle=False,
+            keypoints=with_keypoints,
+        )
+
+    try:
+        try:
+            ds = dataset(keypoints)
+        except ValueError:
+            if not keypoints:
+                raise
+            ds = dataset(False)  # a store without keypoints: frame metrics only
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    for batch in ds:
+        if isinstance(batch, dict):
+            yield batch["frames"].numpy(), batch["keypoints"].numpy()
+        else:
+            yield batch.numpy()
+
+
+def _load_baseline(path: str, size: tuple[int, int], device: torch.device) -> tuple[Any, str]:
+    """(predictor, model name) of the checkpoint `evaluate.baseline`, checked for frame size."""
+    ckpt = checkpoint.load(path)
+    mcfg = ckpt["model_config"]
+    theirs = (int(mcfg.get("frame_size", 64)), int(mcfg.get("channels", 1)))
+    if theirs != size:
+        raise UsageError(
+            f"evaluate.baseline={path}: frames {theirs[0]}x{theirs[0]}x{theirs[1]} do not match "
+            f"the model's {size[0]}x{size[0]}x{size[1]}"
+        )
+    model = checkpoint.restore_task(ckpt, device).inference_model().eval()
+    if not hasattr(model, "predict"):
+        raise UsageError(f"evaluate.baseline={path}: a {ckpt['model']} is not a predictor")
+    return model, str(ckpt["model"])
+
+
+def _npy_sequences(path: str, length: int, batch: int) -> Iterator[np.ndarray]:
+    arr = np.load(existing_path(path, "data.path"), mmap_mode="r", allow_pickle=False)
+    if arr.dtype != np.uint8 or arr.ndim != 4:
+        raise UsageError(
+            f"data.path={path}: expected uint8 (T, N, H, W) like mnist_test_seq.npy, got "
+            f"{arr.dtype} {arr.shape}"
+        )
+    if arr.shape[0] < length:
+        raise UsageError(f"data.path={path}: {arr.shape[0]} frames, need context+horizon={length}")
+    for i in range(0, arr.shape[1], batch):
+        # (T, b, H, W) -> (b, T, H, W, 1)
+        yield np.ascontiguousarray(arr[:length, i : i + batch].transpose(1, 0, 2, 3))[..., None]
+
+
+def run(cfg: DictConfig) -> dict:
+    ev = typed(cfg.evaluate, EvaluateConfig, "evaluate")
+    ckpt_path = str(required(cfg, "checkpoint"))
+    ckpt = checkpoint.load(ckpt_path)
+    from pipeline.stages.evaluate.generator import GENERATOR_MODELS, run_generator
+
+    if ckpt.get("model") in GENERATOR_MODELS:  # generators have their own metrics
+        return run_generator(cfg, ckpt, ev)
+    for key in ("classifier", "i3d"):
+        if getattr(ev, key) is not None:
+            raise UsageError(
+                f"evaluate.{key} applies to generator checkpoints; {ckpt_path} is a "
+                f"{ckpt.get('model')}"
+            )
+    device = pick_device(ev.device)
+    task = checkpoint.restore_task(ckpt, device)
+    model = task.inference_model().eval()
+    mcfg = ckpt["model_config"]
+    context = int(mcfg.get("context", 10)) if ev.context is None else ev.context
+    horizon = int(mcfg.get("horizon", 10)) if ev.horizon is None else ev.horizon
+    if context < 1 or horizon < 1:
+        raise UsageError("evaluate.context and evaluate.horizon must be >= 1")
+    length = context + horizon
+
+    data_name = cfg.data.get("name") if cfg.get("data") is not None else "store"
+    if data_name == "npy":
+        source = str(cfg.data.path)
+        sequences = _npy_sequences(source, length, ev.batch_size)
+    else:
+        source = str(required(cfg, "store"))
+        trainer_cfg = ckpt["config"].get("trainer", {})
+        sequences = _store_sequences(
+            source,
+            length,
+            ev,
+            trainer_cfg.get("test_fraction", 0.1),
+            keypoints=hasattr(model, "forecast"),
+        )
+
+    out = Path(ev.out) if ev.out else default_out(ckpt_path)
+    out.mkdir(parents=True, exist_ok=True)
+    model_acc, copy_acc = MetricAccumulator(), MetricAccumulator()
+    oracle_acc, baseline_acc, pck_acc = MetricAccumulator(), MetricAccumulator(), PCKAccumulator()
+    grid: list[tuple[np.ndarray, np.ndarray]] = []
+    count = 0
+    size = (int(mcfg.get("frame_size", 64)), int(mcfg.get("channels", 1)))
+    baseline, baseline_name = (
+        _load_baseline(ev.baseline, size, device) if ev.baseline else (None, None)
+    )
+    from pipeline.core.progress import progress
+
+    with progress("evaluate", ev.max_sequences, "seqs") as bar, torch.no_grad():
+        for batch in sequences:
+            keypoints = None
+            if isinstance(batch, tuple):
+                batch, keypoints = batch
+            if ev.max_sequences is not None:
+                batch = batch[: ev.max_sequences - count]
+                keypoints = None if keypoints is None else keypoints[: len(batch)]
+            if not len(batch):
+                break
+            if batch.shape[2] != size[0] or batch.shape[4] != size[1]:
+                raise UsageError(
+                    f"{source}: frames {batch.shape[2]}x{batch.shape[3]}x{batch.shape[4]} do not "
+                    f"match the model's {size[0]}x{size[0]}x{size[1]}"
+                )
+            x = torch.from_numpy(batch).to(device).permute(0, 1, 4, 2, 3).float() / 255.0
+            observed, future = x[:, :context], x[:, context:]
+            if hasattr(model, "forecast"):  # predicts structure (poses), then frames
+                forecast = model.forecast(observed, horizon)
+                pred = forecast["frames"].float().clamp(0, 1)
+                _structure_metrics(
+                    model,
+                    forecast,
+                    observed,
+                    future,
+                    keypoints,
+                    context,
+                    device,
+                    pck_acc,
+                    oracle_acc,
+                )
+            else:
+                pred = model.predict(observed, horizon).float().clamp(0, 1)
+            model_acc.update(pred, future)
+            copy_acc.update(copy_last_baseline(observed, horizon), future)
+            if baseline is not None:
+                base = baseline.predict(observed, horizon).float().clamp(0, 1)
+                baseline_acc.update(base, future)
+            if len(grid) < ev.grid_sequences:
+                for b in range(min(len(batch), ev.grid_sequences - len(grid))):
+                    grid.append((x[b].cpu().numpy(), pred[b].cpu().numpy()))
+            count += len(batch)
+            bar.advance(len(batch))
+            if ev.max_sequences is not None and count >= ev.max_sequences:
+                break
+    if count == 0:
+        raise UsageError(f"{source}: no sequences of {length} frames to evaluate")
+    result: dict[str, Any] = {
+        "stage": "evaluate",
+        "checkpoint": ckpt_path,
+        "step": int(ckpt["step"]),
+        "model": ckpt["model"],
+        "data": source,
+        "sequences": count,
+        "context": context,
+        "horizon": horizon,
+        **_flatten(model_acc.result()),
+        "copy_last": _flatten(copy_acc.result()),
+    }
+    if pck_acc.correct is not None:
+        pck = pck_acc.result()
+        result["pck"] = pck["mean"]
+        result["per_step"]["pck"] = pck["per_step"]
+    if oracle_acc.sequences:
+        result["oracle_poses"] = _flatten(oracle_acc.result())
+    if baseline is not None:
+        result["baseline"] = {
+            "checkpoint": ev.baseline,
+            "model": baseline_name,
+            **_flatten(baseline_acc.result()),
+        }
+    try:
+        import matplotlib  # noqa: F401 - plots need it; a bare GPU host may not have it
+    except ImportError:
+        result["files"] = {}
+        print("matplotlib is not installed: metrics.json only, no plots", flush=True)
+    else:
+        _plot_per_step(result, out / "metrics_per_step.png")
+        _sample_grid(grid, context, out)
+        result["files"] = {
+            "plot": str(out / "metrics_per_step.png"),
+            "grid_png": str(out / "samples.png"),
+            "grid_gif": str(out / "samples.gif"),
+        }
+    write_result(cfg, result, str(out / "metrics.json"))
+    from pipeline.core.progress import summary
+
+    rows = {}
+    for m in (*METRICS, "sharpness"):
+        row = f"{result[m]:.4g}   (copy-last {result['copy_last'][m]:.4g}"
+        if "baseline" in result:
+            row += f", {result['baseline']['model']} {result['baseline'][m]:.4g}"
+        if "oracle_poses" in result:
+            row += f", true poses {result['oracle_poses'][m]:.4g}"
+        rows[m] = row + ")"
+    if "pck" in result:
+        rows["pck@0.1"] = f"{result['pck']:.4g}"
+    summary(f"evaluate {ckpt['model']} on {count} sequences ({context} -> {horizon})", rows)
+    return result
+
+
+def _structure_metrics(
+    model: Any,
+    out: dict[str, torch.Tensor],
+    observed: torch.Tensor,
+    future: torch.Tensor,
+    keypoints: np.ndarray | None,
+    context: int,
+    device: torch.device,
+    pck_acc: PCKAccumulator,
+    oracle_acc: MetricAccumulator,
+) -> None:
+    """PCK of the predicted poses against the store's, and the frames drawn from the true
+    future poses (the analogy generator alone, without pose-prediction error)."""
+    labelled = keypoints is not None and getattr(model, "predicts_keypoints", False)
+    if labelled:
+        kp = torch.from_numpy(keypoints).to(device).float()
+        if kp.shape[2] != out["keypoints"].shape[2]:
+            labelled = False  # a different joint layout: no PCK, no oracle
+    if labelled:
+        pck_acc.update(out["keypoints"], kp[:, context:])
+        oracle = model.render(observed[:, -1], kp[:, context - 1], kp[:, context:])
+    elif not getattr(model, "predicts_keypoints", True):
+        # learned keypoints: the "true" future poses are those detected in the true frames
+        oracle = model.render(
+            observed[:, -1], out["observed_keypoints"][:, -1], model.detect(future)
+        )
+    else:
+        return
+    oracle_acc.update(oracle.float().clamp(0, 1), future)
+
+
+def _flatten(res: dict[str, Any]) -> dict[str, Any]:
+    """{"mse": {"mean", "per_step"}, ...} -> {"mse": mean, ..., "per_step": {"mse": [...]}}."""
+    flat: dict[str, Any] = {"per_step": {}}
+    for name, v in res.items():
+        if isinstance(v, dict) and "mean" in v:
+            flat[name] = float(v["mean"])
+            flat["per_step"][name] = [float(x) for x in v["per_step"]]
+        else:
+            flat[name] = v
+    return flat
+
+
+def _plot_per_step(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [m for m in (*METRICS, "sharpness", "pck") if m in result["per_step"]]
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 2.8))
+    steps = np.arange(1, result["horizon"] + 1)
+    for ax, m in zip(axes, names):
+        ax.plot(steps, result["per_step"][m], "o-", ms=3, label=result["model"])
+        if m in result["copy_last"]["per_step"]:
+            ax.plot(steps, result["copy_last"]["per_step"][m], "s--", ms=3, label="copy last")
+        for key, label in (("baseline", None), ("oracle_poses", "true poses")):
+            if key in result and m in result[key]["per_step"]:
+                name = label or result[key]["model"]
+                ax.plot(steps, result[key]["per_step"][m], "^:", ms=3, label=name)
+        ax.set_title(m)
+        ax.set_xlabel("future step")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _sample_grid(grid: list[tuple[np.ndarray, np.ndarray]], context: int, out: Path) -> None:
+    """PNG: per sequence a row of true frames over a row of observed+predicted frames.
+    GIF: per time step, true | predicted side by side for every sequence."""
+    from pipeline.io.video import write_video
+
+    if not grid:
+        return
+    rows_png, gif_frames = [], []
+    for true, pred in grid:  # (T, C, H, W), (horizon, C, H, W)
+        shown = np.concatenate([true[:context], pred])
+        rows_png.append(_strip(true))
+        rows_png.append(_strip(shown, mark_from=context))
+    png = np.concatenate(rows_png, axis=0)
+    _save_png(png, out / "samples.png")
+    length = len(grid[0][0])
+    for t in range(length):
+        tiles = []
+        for true, pred in grid:
+            p = true[t] if t < context else pred[t - context]
+            tiles.append(np.concatenate([_hwc(true[t]), _sep(true[t]), _hwc(p)], axis=1))
+        gif_frames.append(np.concatenate(tiles, axis=0))
+    write_video(str(out / "samples.gif"), np.stack(gif_frames), fps=4)
+
+
+def _hwc(frame: np.ndarray) -> np.ndarray:
+    """(C, H, W) float [0,1] -> (H, W, 3) uint8."""
+    img = (np.clip(frame, 0, 1) * 255).round().astype(np.uint8).transpose(1, 2, 0)
+    return np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img
+
+
+def _sep(frame: np.ndarray, width: int = 2) -> np.ndarray:
+    return np.full((frame.shape[1], width, 3), 128, np.uint8)
+
+
+def _strip(frames: np.ndarray, mark_from: int | None = None) -> np.ndarray:
+    tiles = []
+    for i, f in enumerate(frames):
+        img = _hwc(f)
+        if mark_from is not None and i >= mark_from:
+            img = img.copy()
+            img[:2, :, :] = (255, 64, 64)  # a red bar marks predicted frames
+        tiles += [img, _sep(f)]
+    return np.concatenate(tiles, axis=1)
+
+
+def _save_png(img: np.ndarray, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.imsave(path, img)

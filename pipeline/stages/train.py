@@ -1,0 +1,456 @@
+"""`framecast train`: the one training loop, for every model family.
+
+`trainer.backend=local` runs the loop in this process (Ray is never imported: GPU machines
+without Ray, notebooks and debuggers use this path). `trainer.backend=ray` runs the same loop
+on `trainer.workers` Ray Train workers with DDP (gloo on CPU, NCCL on GPU).
+
+Data parallelism is exact: every rank iterates the same seeded sequence of *global* batches and
+trains on its own slice of each, and DDP averages the gradients, so W workers compute the
+gradient of the concatenated batch: the same run as one worker, up to float rounding.
+
+The family supplies its networks, optimisers and one step (`models.task.TrainingTask`); this
+module supplies device, precision, DDP, gradient clipping, checkpoints, resume and logging.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+import uuid
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from models.task import TrainingTask
+from pipeline.runtime import checkpoint
+from pipeline.core.config import StageFailed, UsageError, required, to_plain, typed, write_result
+from pipeline.datasets.moving_mnist import MovingMNISTStream
+from pipeline.io.loader import ClipDataset, to_model_input
+
+
+class TrainingFailed(StageFailed):
+    """The run stopped for a reason that is not a user mistake (e.g. a NaN loss)."""
+
+
+@dataclass
+class TrainerConfig:
+    backend: str = "local"
+    workers: int = 1
+    device: str = "auto"
+    max_steps: int = 1000
+    max_minutes: float | None = None
+    batch_size: int = 32
+    lr: float | None = None
+    seed: int = 0
+    precision: str = "auto"
+    clip_grad_norm: float | None = 1.0
+    checkpoint_every: int = 500
+    log_every: int = 25
+    resume: bool = False
+    cache: str = "auto"
+    loader_workers: int = 0
+    stride: int = 1
+    test_fraction: float = 0.1
+    max_failures: int = 2
+    compile: bool = False
+    grad_compression: str = "none"  # DDP all-reduce of fp32 grads | fp16 | bf16 (half the bytes)
+
+
+def _check(t: TrainerConfig) -> None:
+    if t.grad_compression not in ("none", "fp16", "bf16"):
+        raise UsageError(f"trainer.grad_compression={t.grad_compression}: use none, fp16 or bf16")
+    if t.backend not in ("local", "ray"):
+        raise UsageError(f"trainer.backend={t.backend}: use local or ray")
+    if t.device not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"trainer.device={t.device}: use auto, cpu or cuda")
+    if t.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("trainer.device=cuda: no CUDA device is available")
+    if t.precision not in ("auto", "fp32", "bf16"):
+        raise UsageError(f"trainer.precision={t.precision}: use auto, fp32 or bf16")
+    if t.cache not in ("auto", "true", "false"):
+        raise UsageError(f"trainer.cache={t.cache}: use auto, true or false")
+    for key in ("workers", "max_steps", "batch_size", "checkpoint_every", "log_every"):
+        if getattr(t, key) < 1:
+            raise UsageError(f"trainer.{key}={getattr(t, key)}: must be >= 1")
+    if t.batch_size % t.workers:
+        raise UsageError(
+            f"trainer.batch_size={t.batch_size} must be divisible by trainer.workers={t.workers}"
+        )
+    if t.backend == "local" and t.workers != 1:
+        raise UsageError("trainer.workers > 1 needs trainer.backend=ray")
+
+
+def run(cfg: DictConfig) -> dict:
+    run_dir = Path(str(required(cfg, "run_dir")))
+    t = typed(cfg.trainer, TrainerConfig, "trainer")
+    _check(t)
+    data = to_plain(cfg.data) if cfg.get("data") is not None else {"name": "store"}
+    if data["name"] == "store":
+        from pipeline.io.store import FrameStore
+
+        store = str(required(cfg, "store"))
+        FrameStore.open(store)  # a clear error now rather than inside a worker
+    elif data["name"] == "moving_mnist":
+        store = "moving_mnist (generated on the fly)"
+    else:
+        raise UsageError(f"data={data['name']}: train reads a store (data=store) or moving_mnist")
+    model_options = to_plain(cfg.model)
+    if t.lr is not None:
+        model_options["lr"] = t.lr
+    _build(model_options)  # unknown/mistyped model options fail here, as a usage error
+    job = {
+        # identifies this invocation: a worker that Ray Train restarts after a failure finds
+        # its own run's last.pt and continues from it without trainer.resume=true
+        "run_id": uuid.uuid4().hex,
+        "store": store,
+        "data": data,
+        "run_dir": str(run_dir),
+        "trainer": asdict(t),
+        "model": model_options,
+        "config": to_plain(cfg),
+    }
+    if t.backend == "ray":
+        result = _run_ray(job, t)
+    else:
+        result = train_loop(job)
+    write_result(cfg, result, str(run_dir / "train.json"))
+    from pipeline.core.progress import summary
+
+    summary(
+        f"train {model_options.get('name')} -> {run_dir}",
+        {k: result[k] for k in ("steps", "loss", "samples_per_s", "seconds", "checkpoint")},
+    )
+    return result
+
+
+def _build(model_options: dict[str, Any]):  # noqa: ANN202
+    try:
+        return checkpoint.build(model_options)
+    except (TypeError, KeyError, ValueError) as e:
+        raise UsageError(f"model: {e}") from None
+
+
+def _run_ray(job: dict[str, Any], t: TrainerConfig) -> dict[str, Any]:
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from pipeline.runtime.cluster import address_of, ray_init
+
+    ray_init(address_of(job["config"]), log_to_driver=True)  # cluster.address or $RAY_ADDRESS
+    use_gpu = t.device == "cuda" or (t.device == "auto" and torch.cuda.is_available())
+    run_dir = Path(job["run_dir"]).resolve()
+    trainer = TorchTrainer(
+        _ray_worker,
+        train_loop_config=job,
+        scaling_config=ScalingConfig(num_workers=t.workers, use_gpu=use_gpu),
+        run_config=RunConfig(
+            name="ray",
+            storage_path=str(run_dir),
+            failure_config=FailureConfig(max_failures=t.max_failures),
+        ),
+    )
+    trainer.fit()
+    result = json.loads((run_dir / "train.json").read_text())
+    return result
+
+
+def _ray_worker(job: dict[str, Any]) -> None:
+    import ray.train
+
+    ctx = ray.train.get_context()
+    train_loop(job, rank=ctx.get_world_rank(), world=ctx.get_world_size())
+
+
+def make_update(optimizers: dict[str, torch.optim.Optimizer], clip_grad_norm: float | None) -> Any:
+    """The `update(loss, name)` given to a task: zero grads, backward, clip by global norm, step."""
+    params = {
+        name: [p for g in opt.param_groups for p in g["params"]] for name, opt in optimizers.items()
+    }
+
+    def update(loss: torch.Tensor, name: str) -> None:
+        opt = optimizers[name]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip_grad_norm:
+            torch.nn.utils.clip_grad_norm_(params[name], clip_grad_norm)
+        opt.step()
+
+    return update
+
+
+def compile_networks(task: TrainingTask) -> None:
+    """trainer.compile: torch.compile every network of `task` in place (nn.Module.compile), so
+    the modules, their state_dict keys and therefore checkpoints stay what they were. The first
+    step compiles (slow); later steps run the fused kernels. Call before any DDP wrapping."""
+    for net in task.networks.values():
+        net.compile()
+
+
+def _device(t: TrainerConfig, rank: int) -> torch.device:
+    if t.device == "cpu" or (t.device == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    return torch.device("cuda", local)
+
+
+def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, Any]:
+    """The training loop; rank 0 writes checkpoints, logs and train.json."""
+    t = TrainerConfig(**job["trainer"])
+    run_dir = Path(job["run_dir"])
+    ckpt_dir = run_dir / "checkpoints"
+    last = ckpt_dir / "last.pt"
+    device = _device(t, rank)
+    torch.manual_seed(t.seed)
+    np.random.seed(t.seed)
+    random.seed(t.seed)
+
+    task = _build(dict(job["model"]))
+    task.networks.to(device)
+    start_step = 0
+    ckpt = None
+    if last.exists():
+        try:
+            ckpt = checkpoint.load(last, map_location=device)
+        except UsageError:
+            if t.resume:
+                raise
+            # a fresh run replaces whatever is there
+    same_run = ckpt is not None and ckpt.get("run_id") == job.get("run_id")
+    resumed = ckpt is not None and (t.resume or same_run)
+    if not resumed:
+        ckpt = None
+    if t.resume and not last.exists() and rank == 0:
+        print(f"trainer.resume=true but {last} does not exist: starting from step 0")
+    if ckpt is not None:
+        for name, state in ckpt["networks"].items():
+            task.networks[name].load_state_dict(state)
+        start_step = int(ckpt["step"])
+    if t.compile:
+        compile_networks(task)
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        for name in list(task.networks):
+            net = task.networks[name]
+            if any(p.requires_grad for p in net.parameters()):
+                ids = [device.index] if device.type == "cuda" else None
+                # gradients live in DDP's all-reduce buckets: no copy in and out per step
+                ddp = DDP(net, device_ids=ids, gradient_as_bucket_view=True)
+                if t.grad_compression != "none":
+                    # gradients cross the network as 16-bit floats and are averaged back into
+                    # fp32: half the all-reduce traffic, what bounds multi-worker scaling
+                    from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+
+                    hook = {
+                        "fp16": default_hooks.fp16_compress_hook,
+                        "bf16": default_hooks.bf16_compress_hook,
+                    }[t.grad_compression]
+                    ddp.register_comm_hook(None, hook)
+                task.networks[name] = ddp
+    optimizers = task.make_optimizers()
+    if ckpt is not None:
+        for name, state in ckpt["optimizers"].items():
+            optimizers[name].load_state_dict(state)
+        checkpoint.set_rng_state(ckpt["rng"])
+
+    use_bf16 = t.precision == "bf16" or (t.precision == "auto" and device.type == "cuda")
+    autocast = (
+        torch.autocast(device_type=device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
+    )
+    update = make_update(optimizers, t.clip_grad_norm)
+
+    per_rank = t.batch_size // world
+    data = job.get("data") or {"name": "store"}
+    if data["name"] == "moving_mnist":
+        # fresh sequences on the fly, the paper's protocol (no fixed training set to overfit)
+        if task.needs_labels:
+            raise UsageError("data=moving_mnist has no labels; train a labelled model on a store")
+        if task.needs_keypoints:
+            raise UsageError(
+                "data=moving_mnist has no keypoints; train this model on a store with keypoints"
+            )
+        dataset: Any = MovingMNISTStream(
+            task.clip_length,
+            t.batch_size,
+            num_digits=int(data.get("num_digits", 2)),
+            seed=t.seed,
+            root=data.get("mnist_root"),
+            skip_batches=start_step,
+            rows=(rank * per_rank, (rank + 1) * per_rank),  # only this rank's slice is made
+        )
+    else:
+        dataset = ClipDataset(
+            job["store"],
+            task.clip_length,
+            t.batch_size,
+            stride=t.stride,
+            split="train",
+            test_fraction=t.test_fraction,
+            cache={"auto": "auto", "true": True, "false": False}[t.cache],
+            seed=t.seed,
+            epochs=None,
+            drop_last=True,
+            skip_batches=start_step,
+            labels=task.needs_labels,
+            keypoints=task.needs_keypoints,
+        )
+    if isinstance(dataset, ClipDataset) and len(dataset) == 0:  # drop_last: no full batch
+        raise UsageError(
+            f"store {job['store']}: {dataset.num_clips} training clips of {task.clip_length} "
+            f"frames, fewer than one batch (trainer.batch_size={t.batch_size}): lower the "
+            "batch size or add videos"
+        )
+    if task.needs_labels and len(dataset.categories) > task.num_categories:
+        raise UsageError(
+            f"store {job['store']} has {len(dataset.categories)} label categories "
+            f"({dataset.categories[:8]}...) but model.num_categories={task.num_categories}"
+        )
+    rows_only = isinstance(dataset, MovingMNISTStream)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=None,
+        num_workers=t.loader_workers,
+        persistent_workers=t.loader_workers > 0,
+    )
+
+    # label names (for generate and evaluate) and the invocation, for restarts (see run())
+    extra = {"categories": list(dataset.categories), "run_id": job.get("run_id")}
+    writer = _Logs(run_dir, start_step) if rank == 0 else None
+    samples = 0
+    wall0 = time.perf_counter()
+    deadline = None if t.max_minutes is None else wall0 + 60.0 * t.max_minutes
+    step = start_step
+    loss_value = float("nan")
+    bar_cm = _progress(rank, t.max_steps, start_step, t.max_minutes)
+    with bar_cm as bar:
+        for batch in loader:
+            if step >= t.max_steps:
+                break
+            # this rank's slice of the global batch (a stream that makes only it: all of it)
+            mine = slice(None) if rows_only else slice(rank * per_rank, (rank + 1) * per_rank)
+            if isinstance(batch, dict):  # frames and e.g. "label", "keypoints"
+                x: Any = {
+                    k: to_model_input(v[mine], device) if k == "frames" else v[mine].to(device)
+                    for k, v in batch.items()
+                }
+            else:
+                x = to_model_input(batch[mine], device)
+            for net in task.networks.values():
+                net.train()
+            with autocast:
+                logs = task.training_step(x, step, update)
+            stop = deadline is not None and time.perf_counter() > deadline
+            if world > 1:
+                # One collective per step for both: the global batch's logged values (the mean
+                # over ranks of their slices' values) and whether any rank hit the deadline
+                # (the last entry; summed, > 0 if any). Each collective is a barrier.
+                keys = sorted(logs)
+                vals = torch.tensor([float(logs[k]) for k in keys] + [float(stop)], device=device)
+                torch.distributed.all_reduce(vals)
+                logs = dict(zip(keys, (vals[:-1] / world).tolist()))
+                stop = bool(vals[-1].item() > 0)
+            loss_value = float(logs["loss"])
+            if not math.isfinite(loss_value):
+                raise TrainingFailed(
+                    f"loss is {loss_value} at step {step}: stopped; the last good checkpoint "
+                    f"{last if last.exists() else '(none yet)'} is kept. Lower the learning "
+                    f"rate (trainer.lr) or clip harder (trainer.clip_grad_norm)."
+                )
+            step += 1
+            samples += t.batch_size
+            elapsed = time.perf_counter() - wall0
+            if writer is not None:
+                rate = samples / max(elapsed, 1e-9)
+                if step % t.log_every == 0 or step == t.max_steps or stop:
+                    writer.log(step, {**logs, "samples_per_s": rate})
+                if bar is not None:
+                    bar.advance(1, loss=loss_value, samples_s=round(rate, 1))
+                if step % t.checkpoint_every == 0 or step == t.max_steps or stop:
+                    checkpoint.save(last, task, optimizers, step, job["config"], extra)
+                    if step % t.checkpoint_every == 0:
+                        checkpoint.save(
+                            ckpt_dir / f"step-{step:08d}.pt",
+                            task,
+                            optimizers,
+                            step,
+                            job["config"],
+                            extra,
+                        )
+            if stop:
+                break
+    seconds = time.perf_counter() - wall0
+    result = {
+        "stage": "train",
+        "model": job["model"].get("name"),
+        "store": job["store"],
+        "run_dir": str(run_dir),
+        "backend": t.backend,
+        "workers": world,
+        "device": str(device),
+        "steps": step,
+        "start_step": start_step,
+        "resumed": resumed,
+        "loss": loss_value,
+        "seconds": round(seconds, 3),
+        "samples_per_s": round(samples / max(seconds, 1e-9), 2),
+        "checkpoint": str(last),
+    }
+    if writer is not None:
+        writer.close()
+        from pipeline.core.config import write_json
+
+        write_json(run_dir / "train.json", result)
+    return result
+
+
+class _Logs:
+    """metrics.jsonl (appended, so a resumed run continues the file) and TensorBoard scalars."""
+
+    def __init__(self, run_dir: Path, start_step: int) -> None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path = run_dir / "metrics.jsonl"
+        if path.exists():
+            # drop records past the checkpoint we resume from: they will be recomputed
+            keep = [
+                ln
+                for ln in path.read_text().splitlines()
+                if ln and json.loads(ln)["step"] <= start_step
+            ]
+            path.write_text("".join(k + "\n" for k in keep))
+        self.file = path.open("a")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb: Any = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_step + 1)
+        except ImportError:
+            self.tb = None
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        rec = {"step": step, "time": time.time(), **{k: float(v) for k, v in values.items()}}
+        self.file.write(json.dumps(rec) + "\n")
+        self.file.flush()
+        if self.tb is not None:
+            for k, v in values.items():
+                self.tb.add_scalar(f"train/{k}", float(v), step)
+
+    def close(self) -> None:
+        self.file.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _progress(rank: int, total: int, start: int, minutes: float | None) -> Any:
+    if rank != 0:
+        return nullcontext(None)
+    from pipeline.core.progress import progress
+
+    limit = None if minutes is None else 60.0 * minutes
+    return progress("train", total, "steps", completed=start, time_limit=limit)

@@ -1,0 +1,438 @@
+"""`framecast serve`: input parsing (unit), and one Ray Serve app on loopback shared by the
+integration tests (sessions, batches, PNG/JPEG, WebSocket, bad input, token, expiry, generator,
+a bounded load test with per-session isolation)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.lstm_autoencoder import LSTMAutoencoderTask
+from models.mocogan import MoCoGANTask
+from pipeline.runtime import checkpoint
+from pipeline.core.config import UsageError
+from pipeline.serve.app import BadInput, Client, ServeClientError, ServeConfig, parse_frames
+
+SIZE, CH = 16, 1
+TOKEN = "s3cret-token"
+
+
+def tiny_predictor(path: Path) -> str:
+    torch.manual_seed(0)
+    task = LSTMAutoencoderTask(frame_size=SIZE, channels=CH, context=4, horizon=3, hidden=32)
+    checkpoint.save(path, task, task.make_optimizers(), 1, {})
+    return str(path)
+
+
+def tiny_generator(path: Path) -> str:
+    torch.manual_seed(0)
+    task = MoCoGANTask(
+        frame_size=16,
+        channels=3,
+        length=4,
+        dim_content=8,
+        dim_motion=4,
+        dim_noise=4,
+        gen_channels=8,
+        disc_channels=8,
+        num_categories=2,
+    )
+    checkpoint.save(path, task, task.make_optimizers(), 1, {})
+    return str(path)
+
+
+def png(arr: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- unit: parsing
+def test_parse_frames_raw_png_json_and_errors() -> None:
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (3, SIZE, SIZE, CH), dtype=np.uint8)
+    raw = parse_frames(frames.tobytes(), "application/octet-stream", SIZE, CH, None, 8)
+    np.testing.assert_array_equal(raw, frames)
+    one = parse_frames(png(frames[0]), "image/png", SIZE, CH, None, 8)
+    np.testing.assert_array_equal(one[0], frames[0])
+    body = json.dumps({"frames": [base64.b64encode(png(f)).decode() for f in frames]}).encode()
+    np.testing.assert_array_equal(parse_frames(body, "application/json", SIZE, CH, None, 8), frames)
+
+    def status(body: bytes, ctype: str, shape: str | None = None, max_batch: int = 8) -> int:
+        with pytest.raises(BadInput) as e:
+            parse_frames(body, ctype, SIZE, CH, shape, max_batch)
+        assert str(e.value)  # a message, not a traceback
+        return e.value.status
+
+    assert status(b"", "application/octet-stream") == 400
+    assert status(b"\x00" * 100, "application/octet-stream") == 422  # not whole frames
+    assert status(b"garbage!", "image/png") == 400
+    rgb = np.zeros((SIZE, SIZE, 3), np.uint8)
+    assert status(png(rgb), "image/png") == 422  # wrong channels
+    assert status(png(np.zeros((8, 8, 1), np.uint8)), "image/png") == 422  # wrong size
+    assert status(frames.tobytes(), "text/plain") == 415
+    assert status(frames.tobytes(), "application/octet-stream", max_batch=2) == 413
+    assert status(rgb.tobytes(), "application/octet-stream", f"1,{SIZE},{SIZE},3") == 422
+    assert status(b"{", "application/json") == 400
+
+
+def test_non_loopback_needs_token(tmp_path: Path) -> None:
+    from pipeline.serve.app import start
+
+    with pytest.raises(UsageError, match="token"):
+        start(tiny_predictor(tmp_path / "p.pt"), ServeConfig(host="0.0.0.0"))
+
+
+# --------------------------------------------------------------------------- the served app
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_session_store_steps_sessions_as_one_batch(tmp_path: Path) -> None:
+    """Pushes of distinct sessions that arrive together go through the model as one batch
+    (what Serve's batch queue hands to step_batch), and each session still gets exactly its
+    own prediction; the same session twice in one batch runs in order."""
+    import asyncio
+
+    from pipeline.serve.app import SessionStore
+
+    ckpt = tiny_predictor(tmp_path / "p.pt")
+    store = SessionStore(ckpt, "cpu", batch_sessions=8)
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (4, 5, SIZE, SIZE, CH), dtype=np.uint8)
+    sids = [f"0-s{i}" for i in range(4)]
+    for sid in sids:
+        store.create(sid)
+    for t in range(5):  # the four sessions push their frame t at the same moment
+        outs = store.step_batch(sids, [frames[i, t : t + 1] for i in range(4)], [3, 1, 3, 2])
+    for i, k in enumerate([3, 1, 3, 2]):
+        want = expected(ckpt, frames[i], k)
+        assert outs[i]["frames"].shape == (k, SIZE, SIZE, CH)
+        assert np.abs(outs[i]["frames"].astype(int) - want.astype(int)).max() <= 1
+        assert outs[i]["frames_seen"] == 5
+    stats = store.stats()
+    assert stats["batched_pushes"] == 4 * 5 and stats["batches"] == 5
+    f = frames[0, :1]
+    res = store.step_batch([sids[0], "0-gone", sids[0]], [f, f, f], [0, 1, 2])
+    assert res[0]["frames"] is None and res[0]["frames_seen"] == 6
+    assert res[1]["status"] == 404 and "no such session" in res[1]["error"]
+    assert res[2]["frames"].shape == (2, SIZE, SIZE, CH) and res[2]["frames_seen"] == 7
+    assert store.stats()["batched_pushes"] == 4 * 5  # nothing merged there
+
+    async def together() -> list[dict]:  # four pushes arriving at once: one model batch
+        pushes = [store.push(sid, frames[i, :1], 1) for i, sid in enumerate(sids)]
+        return await asyncio.gather(*pushes)
+
+    batches = store.stats()["batches"]
+    outs = asyncio.run(together())
+    assert [o["frames_seen"] for o in outs] == [8, 6, 6, 6]
+    assert store.stats()["batches"] == batches + 1
+    assert store.stats()["batched_pushes"] == 4 * 5 + 4
+
+
+@pytest.fixture(scope="module")
+def server(ray_local, tmp_path_factory):
+    from pipeline import serve as fserve
+
+    d = tmp_path_factory.mktemp("serve")
+    pred, gen = tiny_predictor(d / "pred.pt"), tiny_generator(d / "gen.pt")
+    s = ServeConfig(
+        port=free_port(),
+        token=TOKEN,
+        cpus_per_replica=0.5,
+        idle_seconds=2.0,
+        horizon=3,
+        generator=gen,
+        max_batch=16,
+        batch_wait_ms=5.0,  # sessions pushing at the same moment are stepped as one batch
+    )
+    url, models = fserve.start(pred, s)
+    deadline = time.time() + 90
+    client = Client(url, TOKEN, timeout=30)
+    while True:
+        try:
+            client.healthz()
+            break
+        except ServeClientError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.5)
+    yield {"url": url, "pred": pred, "gen": gen}
+    fserve.stop()
+
+
+def expected(pred_ckpt: str, frames: np.ndarray, horizon: int) -> np.ndarray:
+    """In-process prediction after `frames` (N, H, W, C): what the server must return."""
+    from pipeline.stages.stream import LocalPredictor, load_predictor
+
+    model, device, _ = load_predictor(pred_ckpt, "cpu")
+    p = LocalPredictor(model, device)
+    for f in frames[:-1]:
+        p.push(f, 1)
+    return p.push(frames[-1], horizon)
+
+
+@pytest.mark.slow
+def test_sessions_batches_formats_and_isolation(server) -> None:
+    c = Client(server["url"], TOKEN)
+    assert c.healthz()["status"] == "ok"
+    rng = np.random.default_rng(1)
+    a = c.session()
+    b = c.session()
+    assert (a.frame_size, a.channels) == (SIZE, CH) and a.id != b.id
+    fa = rng.integers(0, 256, (5, SIZE, SIZE, CH), dtype=np.uint8)
+    fb = rng.integers(0, 256, (5, SIZE, SIZE, CH), dtype=np.uint8)
+    out_a = out_b = None
+    for i in range(5):  # interleaved: each session sees only its own frames
+        out_a = a.push(fa[i], 3)
+        out_b = b.push(fb[i], 3)
+    assert out_a.shape == (3, SIZE, SIZE, CH)
+    assert np.abs(out_a.astype(int) - expected(server["pred"], fa, 3)).max() <= 1
+    assert np.abs(out_b.astype(int) - expected(server["pred"], fb, 3)).max() <= 1
+    # a batch of frames in one request equals one at a time
+    batch = c.session()
+    out = batch.push(fa, 3)
+    assert np.abs(out.astype(int) - out_a.astype(int)).max() <= 1
+    # PNG in, PNG strip out; JSON out
+    _, hdrs, body = c.request(
+        "POST",
+        f"/v1/sessions/{a.id}/frames",
+        png(fa[0]),
+        {"Content-Type": "image/png"},
+        {"horizon": 2, "out": "png"},
+    )
+    assert body[:8] == b"\x89PNG\r\n\x1a\n" and hdrs["x-frames-seen"] == "6"
+    _, _, body = c.request(
+        "POST", f"/v1/sessions/{a.id}/frames", fa[0].tobytes(), {}, {"out": "json"}
+    )
+    assert len(json.loads(body)["frames"]) == 3
+    for s in (a, b, batch):
+        s.close()
+
+
+@pytest.mark.slow
+def test_bad_input_is_4xx_and_others_keep_working(server) -> None:
+    c = Client(server["url"], TOKEN)
+    good = c.session()
+    frame = np.full((SIZE, SIZE, CH), 128, np.uint8)
+    good.push(frame, 1)
+    sid = c.session().id
+    cases = [
+        (b"\xde\xad\xbe\xef" * 7, "application/octet-stream", 422),  # garbage / wrong size
+        (b"garbage", "image/jpeg", 400),
+        (png(np.zeros((SIZE, SIZE, 3), np.uint8)), "image/png", 422),  # wrong channels
+        (png(np.zeros((SIZE * 2, SIZE * 2, 1), np.uint8)), "image/png", 422),  # wrong size
+        (b"", "application/octet-stream", 400),
+    ]
+    for body, ctype, code in cases:
+        with pytest.raises(ServeClientError) as e:
+            c.request("POST", f"/v1/sessions/{sid}/frames", body, {"Content-Type": ctype})
+        assert e.value.status == code, str(e.value)
+        assert len(str(e.value)) < 300
+    with pytest.raises(ServeClientError) as e:
+        c.request("POST", "/v1/sessions/0-nope/frames", frame.tobytes())
+    assert e.value.status == 404 and "no such session" in str(e.value)
+    with pytest.raises(ServeClientError) as e:
+        c.request("POST", f"/v1/sessions/{sid}/frames", frame.tobytes(), query={"horizon": -1})
+    assert e.value.status == 400
+    # missing and wrong token: 401; healthz stays open
+    for tok in (None, "wrong"):
+        anon = Client(server["url"], tok)
+        assert anon.healthz()["status"] == "ok"
+        with pytest.raises(ServeClientError) as e:
+            anon.session()
+        assert e.value.status == 401 and "token" in str(e.value)
+    # the good session still works after all that
+    assert good.push(frame, 2).shape == (2, SIZE, SIZE, CH)
+    m = c.metrics()
+    assert m["errors"].get("422", 0) >= 3 and m["errors"].get("401", 0) >= 2
+    good.close()
+
+
+@pytest.mark.slow
+def test_websocket_stream_and_errors(server) -> None:
+    from websockets.sync.client import connect
+
+    c = Client(server["url"], TOKEN)
+    s = c.session()
+    ws_url = server["url"].replace("http://", "ws://") + f"/v1/sessions/{s.id}/ws"
+    frames = np.random.default_rng(2).integers(0, 256, (4, SIZE, SIZE, CH), dtype=np.uint8)
+    with connect(f"{ws_url}?horizon=2&token={TOKEN}", open_timeout=30) as ws:
+        ws.send(b"bad bytes")
+        err = json.loads(ws.recv(timeout=30))
+        assert err["status"] == 422 and "frames" in err["error"]
+        ws.send('{"horizon": 3}')
+        assert json.loads(ws.recv(timeout=30)) == {"horizon": 3}
+        outs = []
+        for f in frames:  # send and wait: no drops
+            ws.send(f.tobytes())
+            outs.append(ws.recv(timeout=30))
+    last = np.frombuffer(outs[-1], np.uint8).reshape(3, SIZE, SIZE, CH)
+    assert np.abs(last.astype(int) - expected(server["pred"], frames, 3)).max() <= 1
+    with pytest.raises(Exception):  # noqa: B017 - any rejection of the handshake
+        with connect(f"{ws_url}?token=wrong", open_timeout=30) as ws:
+            ws.recv(timeout=10)
+    s.close()
+
+
+@pytest.mark.slow
+def test_remote_session_over_websocket_and_http_agree(server) -> None:
+    """The stream client's two transports give the same predictions; over the WebSocket a bad
+    frame is a 422 and the session goes on; a horizon change is sent as a text message."""
+    frames = np.random.default_rng(4).integers(0, 256, (4, SIZE, SIZE, CH), dtype=np.uint8)
+    ws = Client(server["url"], TOKEN).session()
+    http = Client(server["url"], TOKEN).session("http")
+    assert ws.transport == "ws" and http.transport == "http"
+    for f in frames[:3]:
+        a, b = ws.push(f, 2), http.push(f, 2)
+        assert a.shape == (2, SIZE, SIZE, CH) and np.abs(a.astype(int) - b).max() <= 1
+    with pytest.raises(ServeClientError) as e:
+        ws.push(np.zeros((SIZE + 1, SIZE, CH), np.uint8), 2)
+    assert e.value.status == 422 and "bytes" in str(e.value)
+    out = ws.push(frames[3], 4)  # a new horizon on the same socket
+    assert np.abs(out.astype(int) - expected(server["pred"], frames, 4)).max() <= 1
+    assert ws.push(frames[3], 0).shape == (0, SIZE, SIZE, CH)
+    ws.close()
+    http.close()
+    with pytest.raises(ServeClientError) as e:
+        Client(server["url"]).session()  # no token
+    assert e.value.status == 401
+
+
+@pytest.mark.slow
+def test_idle_sessions_expire(server) -> None:
+    c = Client(server["url"], TOKEN)
+    s = c.session()
+    s.push(np.zeros((SIZE, SIZE, CH), np.uint8), 1)
+    time.sleep(3.5)  # idle_seconds=2, swept every 0.5 s
+    with pytest.raises(ServeClientError) as e:
+        s.push(np.zeros((SIZE, SIZE, CH), np.uint8), 1)
+    assert e.value.status == 404 and "expired" in str(e.value)
+    assert c.metrics()["sessions_expired"] >= 1
+
+
+@pytest.mark.slow
+def test_generate_streams_videos(server) -> None:
+    import av
+
+    c = Client(server["url"], TOKEN)
+    vids = c.generate(count=2, length=4, seed=3, fix="content", category=1, format="mp4")
+    assert [v["index"] for v in vids] == [0, 1]
+    for v in vids:
+        with av.open(io.BytesIO(v["data"])) as f:
+            assert sum(1 for _ in f.decode(video=0)) == 4
+    again = c.generate(count=1, length=4, seed=3, fix="content", category=1)
+    assert again[0]["data"] == vids[0]["data"]  # same seed, same video
+    with pytest.raises(ServeClientError) as e:
+        c.generate(count=1, length=4, category=7)
+    assert e.value.status == 400 and "categor" in str(e.value)
+
+
+@pytest.mark.slow
+def test_load_bounded_sessions_isolated(server) -> None:
+    """Scaled-down load test (the full 50 x 10 fps x 30 s is `bench/stream.py --serve-load`):
+    N concurrent sessions at F fps for S seconds; every session gets its own frames back."""
+    from bench.stream import serve_load
+
+    c = Client(server["url"], TOKEN)
+    merged_before = c.metrics()["replicas"][0]["batched_pushes"]
+    out = serve_load(server["url"], TOKEN, sessions=6, fps=5, seconds=3, check=server["pred"])
+    assert out["errors"] == 0, out
+    assert out["mismatched_sessions"] == 0
+    assert out["requests"] >= 6 * 5 * 3 * 0.5
+    assert c.metrics()["sessions"] == 0  # every load session was closed
+    # sessions pushing at the same moment (released together) go through the model as one batch
+    sessions = [Client(server["url"], TOKEN).session() for _ in range(6)]
+    frames = np.random.default_rng(2).integers(0, 256, (6, 8, SIZE, SIZE, CH), dtype=np.uint8)
+    outs: list[np.ndarray | None] = [None] * 6
+    go = threading.Barrier(6, timeout=30)
+
+    def client(i: int) -> None:
+        for t in range(8):
+            go.wait()
+            outs[i] = sessions[i].push(frames[i, t], 2)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    for i in range(6):
+        assert np.abs(outs[i].astype(int) - expected(server["pred"], frames[i], 2)).max() <= 1
+        sessions[i].close()
+    assert c.metrics()["replicas"][0]["batched_pushes"] > merged_before
+
+
+@pytest.mark.slow
+def test_sessions_shard_across_predictor_replicas(server) -> None:
+    """serve.replicas=2: each replica is its own deployment holding its sessions; a session id
+    names its replica (a second app on the same Serve, under /two)."""
+    from ray import serve
+
+    from pipeline.serve.app import build_app
+
+    s = ServeConfig(replicas=2, cpus_per_replica=0.25, horizon=2)
+    serve.run(build_app(server["pred"], None, s, None), name="two", route_prefix="/two")
+    try:
+        c = Client(server["url"] + "/two", timeout=30)
+        sessions = [c.session() for _ in range(4)]
+        assert sorted(x.id.split("-")[0] for x in sessions) == ["0", "0", "1", "1"]
+        rng = np.random.default_rng(3)
+        for x in sessions:
+            frames = rng.integers(0, 256, (3, SIZE, SIZE, CH), dtype=np.uint8)
+            for f in frames:
+                out = x.push(f, 2)
+            assert np.abs(out.astype(int) - expected(server["pred"], frames, 2)).max() <= 1
+        m = c.metrics()
+        assert [r["sessions"] for r in m["replicas"]] == [2, 2] and m["sessions"] == 4
+        with pytest.raises(ServeClientError) as e:
+            c.request("POST", "/v1/sessions/7-abc/frames", b"\0" * SIZE * SIZE * CH)
+        assert e.value.status == 404
+    finally:
+        serve.delete("two")
+
+
+def test_serve_stage_usage_errors(tmp_path: Path) -> None:
+    from pipeline.cli import main
+
+    assert main(["serve"]) == 2
+    ckpt = tiny_predictor(tmp_path / "p.pt")
+    assert main(["serve", f"checkpoint={ckpt}", "serve.host=0.0.0.0"]) == 2
+
+
+@pytest.mark.slow
+def test_stream_stage_against_running_serve(server, tmp_path: Path) -> None:
+    """`framecast stream stream.server=URL`: the model runs in serve, the session is closed."""
+    from pipeline.cli import main
+
+    report = tmp_path / "r.json"
+    rc = main(
+        [
+            "stream",
+            "source='lavfi:testsrc2=size=320x240:rate=30'",
+            f"stream.server='{server['url']}'",
+            f"stream.token={TOKEN}",
+            "stream.max_frames=15",
+            "stream.port=0",
+            f"report={report}",
+        ]
+    )
+    assert rc == 0
+    r = json.loads(report.read_text())
+    assert r["server"] == server["url"] and r["frames_processed"] >= 1
+    assert r["frames_processed"] + r["frames_dropped"] == 15
+    assert Client(server["url"], TOKEN).metrics()["sessions"] == 0
+    assert main(["stream", "source='lavfi:testsrc2'", "stream.server=http://127.0.0.1:9"]) == 2
