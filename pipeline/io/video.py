@@ -24,9 +24,11 @@ Writing
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -578,6 +580,20 @@ _CODECS = {
     ".gif": "gif",
     ".avi": "mpeg4",
 }
+
+
+def encode_video(frames: np.ndarray, fmt: str, fps: float, crf: int = 18) -> bytes:
+    """The bytes of one video file of uint8 frames (T, H, W, C): `fmt` mp4, webm or gif through
+    `write_video` (a temporary file: the muxers seek), or npy (numpy's format, lossless)."""
+    if fmt == "npy":
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(frames), allow_pickle=False)
+        return buf.getvalue()
+    with tempfile.TemporaryDirectory(prefix="framecast-encode-") as tmp:
+        path = os.path.join(tmp, f"video.{fmt}")
+        write_video(path, frames, fps, crf=crf)
+        with open(path, "rb") as f:
+            return f.read()
 
 
 def write_video(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "train.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "train.py"
 TINY = ["--hidden", "32", "--batch", "8", "--steps", "3", "--warmup", "1", "--block", "2"]
 TINY_CONV = [
     "--frame-size",

@@ -35,7 +35,7 @@ import yaml
 
 jsonschema = pytest.importorskip("jsonschema")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 SCHEMAS = Path(__file__).resolve().parent / "data" / "kuberay"
 MANIFESTS = {  # manifest: (schema file's plural, kind)

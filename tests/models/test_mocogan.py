@@ -37,7 +37,7 @@ TINY = dict(
     gen_channels=8,
     disc_channels=8,
 )
-CONFIG_YAML = Path(__file__).resolve().parents[1] / "configs" / "model" / "mocogan.yaml"
+CONFIG_YAML = Path(__file__).resolve().parents[2] / "configs" / "model" / "mocogan.yaml"
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -32,7 +32,7 @@ TINY = dict(
     gen_channels=8,
     disc_channels=8,
 )
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(autouse=True, scope="module")

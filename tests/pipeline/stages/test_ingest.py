@@ -23,7 +23,7 @@ from pipeline.stages.ingest import run as ingest_run
 from pipeline.io.store import FrameStore, check_video_id
 from pipeline.io.video import write_video
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 # A source that takes real time (about 2 s): the window in which the fault tests kill things.
 SLOW = "lavfi:testsrc2=size=64x48:rate=30:d=2,realtime"
 

@@ -14,7 +14,7 @@ from test_run import ORDER, tiny_demo
 
 from pipeline.cli import main
 
-ARTIFACTS = Path(__file__).parents[1] / ".artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[3] / ".artifacts"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

@@ -31,7 +31,7 @@ from pipeline.stages.stream import (
 )
 
 SRC = "lavfi:testsrc2=size=320x240:rate=30"
-ARTIFACTS = Path(__file__).resolve().parents[1] / ".artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[3] / ".artifacts"
 
 
 @pytest.fixture(scope="module")
