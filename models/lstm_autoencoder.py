@@ -14,11 +14,17 @@ Each decoder is *conditional* (its input at step k is the previous frame of its 
 true one while training, its own output at inference; scheduled sampling mixes the two) or
 *unconditional* (its input is zero, so it can only unroll the state it was given).
 
-Two variants beyond the paper:
+Variants beyond the paper:
 - `cell="conv"`: ConvLSTM cells (Shi et al., 2015) on patchified frames, for natural video,
   where a fully connected layer over every pixel neither fits nor generalises.
 - `attention=True`: decoders attend over every encoder state, not only the last one, the
   remedy for squeezing a whole clip through one state vector.
+- `output="warp"`: the future predictor's readout drives a motion-compensated head
+  (models/motion.py): each future frame is the previous one warped by a predicted flow,
+  blended with new appearance where a predicted mask says so. Untrained, it is exactly
+  copy-last-frame. `output="pixels"` is the paper's head (frames drawn from the state).
+- losses against blur: `loss` l1 | mse | bce per pixel, plus `gdl_weight` · the gradient
+  difference loss (Mathieu et al., 2016) and `ssim_weight` · (1 − SSIM) on predicted frames.
 
 Shapes: B batch, T observed frames, K predicted frames, (C, H, W) a frame. Inside the
 recurrent networks a frame is a *feature*: a flat vector of D = C·H·W numbers (fc) or a patch
@@ -30,6 +36,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -37,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.motion import gradient_difference_loss, pixel_loss, rollout, ssim_loss, zero_motion_rows
 from models.task import TrainingTask, UpdateFn
 
 LSTMState = tuple[Tensor, Tensor]  # (h, c), each (layers, B, *state features): nn.LSTM's layout
@@ -62,7 +70,10 @@ class LSTMAutoencoderConfig:
     conv_channels: int = 64  # conv: hidden channels per ConvLSTM layer and in the output head
     kernel: int = 5  # conv: ConvLSTM kernel size
     attention: bool = False  # decoders attend over every encoder state, not only the last
-    loss: str = "bce"  # "bce": sigmoid outputs, Bernoulli cross-entropy; "mse": squared error
+    loss: str = "bce"  # per-pixel loss: "bce" (sigmoid outputs), "mse" or "l1" (regressed)
+    output: str = "pixels"  # predictor head: "pixels" (the paper) | "warp" (motion-compensated)
+    gdl_weight: float = 0.0  # weight of the gradient difference loss on predicted frames
+    ssim_weight: float = 0.0  # weight of (1 - SSIM) on predicted frames (frames >= 11 px)
     lr: float = 1e-3  # Adam learning rate
     weight_decay: float = 0.0  # Adam L2 weight decay
     reconstruct_weight: float = 1.0  # weight of the reconstruction loss next to the prediction loss
@@ -71,7 +82,8 @@ class LSTMAutoencoderConfig:
         choices = {
             "decoders": ("composite", "reconstruct", "predict"),
             "cell": ("fc", "conv"),
-            "loss": ("bce", "mse"),
+            "loss": ("bce", "mse", "l1"),
+            "output": ("pixels", "warp"),
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
@@ -83,6 +95,10 @@ class LSTMAutoencoderConfig:
             raise ValueError(
                 f"model.frame_size={self.frame_size} is not a multiple of model.patch={self.patch}"
             )
+        if self.gdl_weight < 0 or self.ssim_weight < 0:
+            raise ValueError("model.gdl_weight and model.ssim_weight must be >= 0")
+        if self.ssim_weight > 0 and self.frame_size < 11:
+            raise ValueError(f"model.ssim_weight needs frames of >= 11 px, not {self.frame_size}")
         if not 0.0 <= self.scheduled_sampling <= 1.0:
             raise ValueError(
                 f"model.scheduled_sampling={self.scheduled_sampling} must be in [0, 1]"
@@ -213,7 +229,7 @@ class TemporalAttention(nn.Module):
 
 def output_to_frame(raw: Tensor, loss: str) -> Tensor:
     """Raw decoder outputs -> frame values in [0, 1]: sigmoid of logits ("bce"), or the
-    regressed values clamped ("mse")."""
+    regressed values clamped ("mse", "l1")."""
     return torch.sigmoid(raw) if loss == "bce" else raw.clamp(0.0, 1.0)
 
 
@@ -248,14 +264,18 @@ class Decoder(nn.Module):
         conditional: bool,
         loss: str,
         channel_dim: int,
+        feedback: Callable[[Tensor, Tensor], Tensor] | None = None,
     ) -> None:
         super().__init__()
         self.lstm = lstm  # nn.LSTM or ConvLSTM, batch_first
         self.readout = readout
         self.attention = attention
         self.conditional = conditional
-        self.loss = loss  # "bce": outputs are logits; "mse": pixel values
+        self.loss = loss  # "bce": outputs are logits; "mse", "l1": pixel values
         self.channel_dim = channel_dim  # the feature/channel axis: -1 (fc) or -3 (conv)
+        # feedback(raw_k, y_{k-1}) -> y_k: the frame a raw output stands for, given the previous
+        # one (the warp head moves it); None: output_to_frame(raw_k) (the pixel head)
+        self.feedback = feedback
 
     def _input(self, previous: Tensor, context: Tensor | None) -> Tensor:
         parts = [previous] if self.conditional else []
@@ -265,8 +285,13 @@ class Decoder(nn.Module):
             return torch.zeros_like(previous.narrow(self.channel_dim, 0, 1))
         return torch.cat(parts, dim=self.channel_dim)
 
-    def _next_input(self, raw: Tensor, truth: Tensor | None, sampling_prob: float) -> Tensor:
-        own = output_to_frame(raw, self.loss).detach()
+    def _next_input(
+        self, raw: Tensor, previous: Tensor, truth: Tensor | None, sampling_prob: float
+    ) -> Tensor:
+        if self.feedback is None:
+            own = output_to_frame(raw, self.loss).detach()
+        else:
+            own = self.feedback(raw, previous).detach()
         if truth is None:
             return own
         if sampling_prob <= 0.0:
@@ -314,7 +339,7 @@ class Decoder(nn.Module):
             raw_outputs.append(raw)
             if self.conditional:
                 truth = None if targets is None else targets[:, k]
-                previous = self._next_input(raw, truth, sampling_prob)
+                previous = self._next_input(raw, previous, truth, sampling_prob)
         return torch.stack(raw_outputs, dim=1)
 
 
@@ -338,10 +363,14 @@ class CompositeLSTM(nn.Module):
             self.frame_features = cfg.channels * cfg.patch**2  # channels of the patch grid
             self.state_features = cfg.conv_channels
             self.encoder = ConvLSTM(self.frame_features, cfg.conv_channels, cfg.kernel, cfg.layers)
-        self.reconstructor = self._decoder() if cfg.decoders != "predict" else None
-        self.predictor = self._decoder() if cfg.decoders != "reconstruct" else None
+        self.warp = cfg.output == "warp"
+        self.reconstructor = self._decoder(cfg.channels) if cfg.decoders != "predict" else None
+        self.predictor = None
+        if cfg.decoders != "reconstruct":
+            # the warp head reads C + 3 maps per pixel: appearance (C), mask (1), flow (2)
+            self.predictor = self._decoder(cfg.channels + 3 if self.warp else cfg.channels)
 
-    def _decoder(self) -> Decoder:
+    def _decoder(self, out_channels: int) -> Decoder:
         cfg = self.cfg
         frame_in = self.frame_features if cfg.conditional else 0
         context_in = self.state_features if cfg.attention else 0
@@ -349,35 +378,60 @@ class CompositeLSTM(nn.Module):
         readout_in = self.state_features + context_in
         if cfg.cell == "fc":
             lstm = nn.LSTM(input_size, cfg.hidden, cfg.layers, batch_first=True)
-            readout = nn.Linear(readout_in, self.frame_features)
+            readout = nn.Linear(readout_in, out_channels * cfg.frame_size**2)
             query = nn.Linear(cfg.hidden, cfg.hidden, bias=False)
+            last, per_channel = readout, cfg.frame_size**2
         else:
             lstm = ConvLSTM(input_size, cfg.conv_channels, cfg.kernel, cfg.layers)
             readout = nn.Sequential(  # a small head from the state grid back to patch pixels
                 nn.Conv2d(readout_in, cfg.conv_channels, 3, padding=1),
                 nn.GELU(),
-                nn.Conv2d(cfg.conv_channels, self.frame_features, 1),
+                nn.Conv2d(cfg.conv_channels, out_channels * cfg.patch**2, 1),
             )
             query = nn.Conv2d(cfg.conv_channels, cfg.conv_channels, 1, bias=False)
+            last, per_channel = readout[-1], cfg.patch**2
         attention = TemporalAttention(query, self.state_features) if cfg.attention else None
-        return Decoder(lstm, readout, attention, cfg.conditional, cfg.loss, self.channel_dim)
+        feedback = None
+        if out_channels != cfg.channels:  # the warp head: starts as copy-last-frame
+            zero_motion_rows(last, cfg.channels, per_channel)
+            feedback = self._warp_feedback
+        return Decoder(
+            lstm, readout, attention, cfg.conditional, cfg.loss, self.channel_dim, feedback
+        )
 
     # Frames <-> features. fc: (.., C, H, W) <-> (.., C·H·W); conv: space-to-depth by `patch`,
-    # (.., C, H, W) <-> (.., C·p², H/p, W/p).
+    # (.., C, H, W) <-> (.., C·p², H/p, W/p). `channels`: of the frame-shaped maps (C + 3 for
+    # the warp head's readout).
     def embed(self, frames: Tensor) -> Tensor:
         if self.cfg.cell == "fc":
             return frames.flatten(-3)
         return F.pixel_unshuffle(frames, self.cfg.patch)
 
-    def unembed(self, features: Tensor) -> Tensor:
+    def unembed(self, features: Tensor, channels: int | None = None) -> Tensor:
         if self.cfg.cell == "fc":
             size = self.cfg.frame_size
-            return features.unflatten(-1, (self.cfg.channels, size, size))
+            return features.unflatten(-1, (channels or self.cfg.channels, size, size))
         return F.pixel_shuffle(features, self.cfg.patch)
 
     def to_frame(self, raw: Tensor) -> Tensor:
-        """Raw outputs of forward() -> frames in [0, 1]."""
+        """Raw outputs of the pixel heads (forward()'s "reconstruction", and "prediction" with
+        output="pixels") -> frames in [0, 1]."""
         return output_to_frame(raw, self.cfg.loss)
+
+    def _warp_feedback(self, raw: Tensor, previous: Tensor) -> Tensor:
+        """The warp head's y_k in feature space from its raw maps and y_{k-1} (both features)."""
+        c = self.cfg.channels
+        maps = self.unembed(raw, c + 3).unsqueeze(1)  # (B, 1, C + 3, H, W)
+        return self.embed(rollout(self.unembed(previous, c), maps)["frames"][:, 0])
+
+    def _frames(self, raw: Tensor, last: Tensor) -> dict[str, Tensor]:
+        """Predicted frames (B, K, C, H, W) in [0, 1] from the predictor's raw outputs
+        (B, K, *F) and the last observed frame's features (B, *F); with the warp head also
+        its "flow" (B, K, 2, H, W) and "mask" (B, K, 1, H, W)."""
+        if not self.warp:
+            return {"frames": self.to_frame(self.unembed(raw))}
+        maps = self.unembed(raw, self.cfg.channels + 3)
+        return rollout(self.unembed(last).to(maps.dtype), maps)
 
     def forward(
         self,
@@ -394,9 +448,12 @@ class CompositeLSTM(nn.Module):
         fed the true previous frame when `teacher_forcing` (the reversed observed frames for
         the reconstruction; `future`, if given, for the prediction), else their own outputs;
         `sampling_prob` is the scheduled-sampling probability of feeding their own output
-        anyway. Returns raw outputs (logits for loss="bce", values for "mse"):
+        anyway. Returns raw outputs (logits for loss="bce", values for "mse" and "l1"):
             "reconstruction" (B, T, C, H, W), whose target is reconstruction_target(observed);
-            "prediction" (B, K, C, H, W), K = future's length, else `horizon` or cfg.horizon.
+            "prediction" (B, K, C, H, W), K = future's length, else `horizon` or cfg.horizon
+              (output="warp": the predicted frames themselves, in [0, 1]);
+            "prediction_frames": the predicted frames in [0, 1], with output="warp" also
+              "flow" (B, K, 2, H, W) and "mask" (B, K, 1, H, W).
         """
         x = self.embed(observed)  # (B, T, *F)
         memory, state = self.encoder(x)  # (B, T, *S), final (h, c)
@@ -424,7 +481,10 @@ class CompositeLSTM(nn.Module):
                 targets=truth,
                 sampling_prob=sampling_prob,
             )
-            outputs["prediction"] = self.unembed(raw)
+            frames = self._frames(raw, x[:, -1])
+            outputs["prediction"] = frames["frames"] if self.warp else self.unembed(raw)
+            outputs["prediction_frames"] = frames.pop("frames")
+            outputs.update(frames)
         return outputs
 
     def _require_predictor(self) -> Decoder:
@@ -434,14 +494,22 @@ class CompositeLSTM(nn.Module):
 
     def _roll_predictor(
         self, state: LSTMState, memory: Tensor, last: Tensor, horizon: int
-    ) -> Tensor:
+    ) -> dict[str, Tensor]:
         raw = self._require_predictor()(state, memory, first=last, steps=horizon)
-        return self.unembed(self.to_frame(raw)).to(last.dtype)  # bf16 under autocast -> input's
+        out = self._frames(raw, last)
+        return {k: v.to(last.dtype) for k, v in out.items()}  # bf16 under autocast -> input's
 
     @torch.no_grad()
     def predict(self, observed: Tensor, horizon: int) -> Tensor:
         """Future frames (B, horizon, C, H, W) in [0, 1] from observed (B, T, C, H, W); outputs
         are fed back, so any horizon works (also beyond the trained one)."""
+        return self.explain(observed, horizon)["frames"]
+
+    @torch.no_grad()
+    def explain(self, observed: Tensor, horizon: int) -> dict[str, Tensor]:
+        """predict(), with what the warp head did: {"frames" (B, horizon, C, H, W), and with
+        output="warp" "flow" (B, horizon, 2, H, W) pixels and "mask" (B, horizon, 1, H, W)
+        (1: new appearance, 0: the moved previous frame)}."""
         self._require_predictor()
         x = self.embed(observed)
         memory, state = self.encoder(x)
@@ -489,7 +557,7 @@ class LSTMStream:
         if self.state is None or self.last is None:
             raise RuntimeError("LSTMStream.predict() before any step(frame)")
         memory = torch.stack(list(self.memory), dim=1)  # (B, <=context, *S)
-        return self.model._roll_predictor(self.state, memory, self.last, horizon)
+        return self.model._roll_predictor(self.state, memory, self.last, horizon)["frames"]
 
     # Cross-session batching (a server stepping many live streams at once): streams with equal
     # batch_key() merge into one batch, step together, and split back; row i of the batch is
@@ -537,11 +605,14 @@ def reconstruction_target(observed: Tensor) -> Tensor:
 
 
 def frame_loss(raw: Tensor, target: Tensor, loss: str) -> Tensor:
-    """Mean per-pixel loss of raw outputs against target frames in [0, 1]: Bernoulli
-    cross-entropy on logits ("bce") or squared error ("mse"). Multiply by C·H·W for the
-    per-frame values of the literature (summed over a frame's pixels)."""
+    """Mean per-pixel loss of a pixel head's raw outputs against target frames in [0, 1]:
+    Bernoulli cross-entropy on logits ("bce"), squared ("mse") or absolute error ("l1").
+    Multiply by C·H·W for the per-frame values of the literature (summed over a frame's
+    pixels)."""
     if loss == "bce":
         return F.binary_cross_entropy_with_logits(raw, target)
+    if loss == "l1":
+        return F.l1_loss(raw, target)
     return F.mse_loss(raw, target)
 
 
@@ -549,9 +620,11 @@ class LSTMAutoencoderTask(TrainingTask):
     """The composite LSTM's training task: one Adam optimiser, one loss
 
         L = reconstruct_weight · ℓ(reconstruction, reversed observed) + ℓ(prediction, future)
+            + gdl_weight · GDL(x̂, future) + ssim_weight · (1 − SSIM(x̂, future))
 
-    with ℓ the mean per-pixel loss (a sane scale for Adam); the logs also give each term per
-    frame, summed over its pixels, the unit the literature reports (e.g. BCE ≈ 341).
+    with ℓ the mean per-pixel loss (a sane scale for Adam) and x̂ the predicted frames; the
+    logs also give each ℓ term per frame, summed over its pixels, the unit the literature
+    reports (e.g. BCE ≈ 341).
     """
 
     def __init__(self, **options: Any) -> None:
@@ -595,8 +668,20 @@ class LSTMAutoencoderTask(TrainingTask):
             )
             total = total + self.cfg.reconstruct_weight * terms["reconstruction"]
         if "prediction" in outputs:
-            terms["prediction"] = frame_loss(outputs["prediction"], future, self.cfg.loss)
+            cfg, raw = self.cfg, outputs["prediction"]
+            if cfg.output == "warp":  # the head's output is a frame already
+                frames = raw
+                terms["prediction"] = pixel_loss(frames, future, cfg.loss)
+            else:
+                frames = output_to_frame(raw, cfg.loss)
+                terms["prediction"] = frame_loss(raw, future, cfg.loss)
             total = total + terms["prediction"]
+            if cfg.gdl_weight > 0:
+                terms["gdl"] = gradient_difference_loss(frames, future)
+                total = total + cfg.gdl_weight * terms["gdl"]
+            if cfg.ssim_weight > 0:
+                terms["ssim"] = ssim_loss(frames, future)
+                total = total + cfg.ssim_weight * terms["ssim"]
         terms["loss"] = total
         return terms
 
@@ -621,6 +706,10 @@ class LSTMAutoencoderTask(TrainingTask):
             f"{name}_loss" for name in ("reconstruction", "prediction") if name in terms
         ]
         values = [terms["loss"]] + [terms[name[: -len("_loss")]] * pixels for name in names[1:]]
+        for extra in ("gdl", "ssim"):  # the anti-blur terms, as optimised (means)
+            if extra in terms:
+                names.append(f"{extra}_loss")
+                values.append(terms[extra])
         logs = dict(zip(names, torch.stack(values).detach().float().tolist()))  # one sync
         if sampling_prob > 0.0:
             logs["sampling_prob"] = sampling_prob

@@ -88,8 +88,9 @@ def test_output_shapes(cell, decoders):
     observed = torch.rand(2, CONTEXT, 2, SIZE, SIZE)
     future = torch.rand(2, HORIZON, 2, SIZE, SIZE)
     outputs = model(observed, future)
-    expected = {"composite": {"reconstruction", "prediction"}, "reconstruct": {"reconstruction"},
-                "predict": {"prediction"}}[decoders]  # fmt: skip
+    predicted = {"prediction", "prediction_frames"}  # raw outputs, and as frames in [0, 1]
+    expected = {"composite": {"reconstruction", *predicted}, "reconstruct": {"reconstruction"},
+                "predict": predicted}[decoders]  # fmt: skip
     assert set(outputs) == expected
     if "reconstruction" in outputs:
         assert outputs["reconstruction"].shape == observed.shape
