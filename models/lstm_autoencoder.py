@@ -44,7 +44,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.motion import gradient_difference_loss, pixel_loss, rollout, ssim_loss, zero_motion_rows
+from models.motion import (
+    compose,
+    gradient_difference_loss,
+    pixel_loss,
+    rollout,
+    ssim_loss,
+    upsample_flow,
+    zero_rows,
+)
 from models.task import TrainingTask, UpdateFn
 
 LSTMState = tuple[Tensor, Tensor]  # (h, c), each (layers, B, *state features): nn.LSTM's layout
@@ -91,7 +99,7 @@ class LSTMAutoencoderConfig:
         for key in ("frame_size", "channels", "context", "horizon", "hidden", "layers"):
             if getattr(self, key) < 1:
                 raise ValueError(f"model.{key}={getattr(self, key)} must be at least 1")
-        if self.cell == "conv" and self.frame_size % self.patch != 0:
+        if (self.cell == "conv" or self.output == "warp") and self.frame_size % self.patch != 0:
             raise ValueError(
                 f"model.frame_size={self.frame_size} is not a multiple of model.patch={self.patch}"
             )
@@ -364,53 +372,55 @@ class CompositeLSTM(nn.Module):
             self.state_features = cfg.conv_channels
             self.encoder = ConvLSTM(self.frame_features, cfg.conv_channels, cfg.kernel, cfg.layers)
         self.warp = cfg.output == "warp"
-        self.reconstructor = self._decoder(cfg.channels) if cfg.decoders != "predict" else None
-        self.predictor = None
-        if cfg.decoders != "reconstruct":
-            # the warp head reads C + 3 maps per pixel: appearance (C), mask (1), flow (2)
-            self.predictor = self._decoder(cfg.channels + 3 if self.warp else cfg.channels)
+        self.reconstructor = self._decoder(warp=False) if cfg.decoders != "predict" else None
+        self.predictor = self._decoder(self.warp) if cfg.decoders != "reconstruct" else None
 
-    def _decoder(self, out_channels: int) -> Decoder:
+    def _decoder(self, warp: bool) -> Decoder:
         cfg = self.cfg
         frame_in = self.frame_features if cfg.conditional else 0
         context_in = self.state_features if cfg.attention else 0
         input_size = max(frame_in + context_in, 1)  # an input-less decoder is fed one zero
         readout_in = self.state_features + context_in
+        # Readout outputs: a frame's features (C per pixel), or for the warp head C + 1 per
+        # pixel (appearance, mask) and a flow (2) per cell of the frame_size/patch grid.
+        pixel_maps = cfg.channels + 1 if warp else cfg.channels
+        grid = cfg.frame_size // cfg.patch
         if cfg.cell == "fc":
             lstm = nn.LSTM(input_size, cfg.hidden, cfg.layers, batch_first=True)
-            readout = nn.Linear(readout_in, out_channels * cfg.frame_size**2)
+            outputs = pixel_maps * cfg.frame_size**2 + (2 * grid**2 if warp else 0)
+            readout = nn.Linear(readout_in, outputs)
             query = nn.Linear(cfg.hidden, cfg.hidden, bias=False)
-            last, per_channel = readout, cfg.frame_size**2
+            last, per_map = readout, cfg.frame_size**2
         else:
             lstm = ConvLSTM(input_size, cfg.conv_channels, cfg.kernel, cfg.layers)
+            outputs = pixel_maps * cfg.patch**2 + (2 if warp else 0)
             readout = nn.Sequential(  # a small head from the state grid back to patch pixels
                 nn.Conv2d(readout_in, cfg.conv_channels, 3, padding=1),
                 nn.GELU(),
-                nn.Conv2d(cfg.conv_channels, out_channels * cfg.patch**2, 1),
+                nn.Conv2d(cfg.conv_channels, outputs, 1),
             )
             query = nn.Conv2d(cfg.conv_channels, cfg.conv_channels, 1, bias=False)
-            last, per_channel = readout[-1], cfg.patch**2
+            last, per_map = readout[-1], cfg.patch**2
         attention = TemporalAttention(query, self.state_features) if cfg.attention else None
         feedback = None
-        if out_channels != cfg.channels:  # the warp head: starts as copy-last-frame
-            zero_motion_rows(last, cfg.channels, per_channel)
+        if warp:  # mask and flow rows start at zero: the head starts as copy-last-frame
+            zero_rows(last, cfg.channels * per_map)
             feedback = self._warp_feedback
         return Decoder(
             lstm, readout, attention, cfg.conditional, cfg.loss, self.channel_dim, feedback
         )
 
     # Frames <-> features. fc: (.., C, H, W) <-> (.., C·H·W); conv: space-to-depth by `patch`,
-    # (.., C, H, W) <-> (.., C·p², H/p, W/p). `channels`: of the frame-shaped maps (C + 3 for
-    # the warp head's readout).
+    # (.., C, H, W) <-> (.., C·p², H/p, W/p).
     def embed(self, frames: Tensor) -> Tensor:
         if self.cfg.cell == "fc":
             return frames.flatten(-3)
         return F.pixel_unshuffle(frames, self.cfg.patch)
 
-    def unembed(self, features: Tensor, channels: int | None = None) -> Tensor:
+    def unembed(self, features: Tensor) -> Tensor:
         if self.cfg.cell == "fc":
             size = self.cfg.frame_size
-            return features.unflatten(-1, (channels or self.cfg.channels, size, size))
+            return features.unflatten(-1, (self.cfg.channels, size, size))
         return F.pixel_shuffle(features, self.cfg.patch)
 
     def to_frame(self, raw: Tensor) -> Tensor:
@@ -418,11 +428,27 @@ class CompositeLSTM(nn.Module):
         output="pixels") -> frames in [0, 1]."""
         return output_to_frame(raw, self.cfg.loss)
 
+    def _head_maps(self, raw: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The warp head's raw readout (..., *F_out) -> appearance logits (..., C, H, W), mask
+        (..., 1, H, W) and flow (..., 2, H, W) in pixels (upsampled from the coarse grid)."""
+        cfg = self.cfg
+        size, c, grid = cfg.frame_size, cfg.channels, cfg.frame_size // cfg.patch
+        if cfg.cell == "fc":
+            split = (c + 1) * size**2
+            maps = raw[..., :split].unflatten(-1, (c + 1, size, size))
+            coarse = raw[..., split:].unflatten(-1, (2, grid, grid))
+        else:
+            split = (c + 1) * cfg.patch**2
+            maps = F.pixel_shuffle(raw[..., :split, :, :], cfg.patch)
+            coarse = raw[..., split:, :, :]
+        lead = coarse.shape[:-3]
+        flow = upsample_flow(coarse.flatten(0, -4), size).unflatten(0, lead)
+        return maps[..., :c, :, :], maps[..., c:, :, :], flow
+
     def _warp_feedback(self, raw: Tensor, previous: Tensor) -> Tensor:
-        """The warp head's y_k in feature space from its raw maps and y_{k-1} (both features)."""
-        c = self.cfg.channels
-        maps = self.unembed(raw, c + 3).unsqueeze(1)  # (B, 1, C + 3, H, W)
-        return self.embed(rollout(self.unembed(previous, c), maps)["frames"][:, 0])
+        """The warp head's y_k in feature space from its raw readout and y_{k-1} (features)."""
+        appearance, mask, flow = self._head_maps(raw)
+        return self.embed(compose(self.unembed(previous), appearance, mask, flow)[0])
 
     def _frames(self, raw: Tensor, last: Tensor) -> dict[str, Tensor]:
         """Predicted frames (B, K, C, H, W) in [0, 1] from the predictor's raw outputs
@@ -430,8 +456,8 @@ class CompositeLSTM(nn.Module):
         its "flow" (B, K, 2, H, W) and "mask" (B, K, 1, H, W)."""
         if not self.warp:
             return {"frames": self.to_frame(self.unembed(raw))}
-        maps = self.unembed(raw, self.cfg.channels + 3)
-        return rollout(self.unembed(last).to(maps.dtype), maps)
+        appearance, mask, flow = self._head_maps(raw)
+        return rollout(self.unembed(last).to(appearance.dtype), appearance, mask, flow)
 
     def forward(
         self,

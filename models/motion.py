@@ -8,7 +8,9 @@ motion cannot explain (disoccluded background, new objects) is drawn anew:
 
     x̂_k = (1 − α_k) ⊙ warp(x̂_{k−1}, f_k) + α_k ⊙ a_k,        x̂_0 = x_T (the last observed frame)
 
-    f_k  (B, 2, H, W)  a backward flow in pixels: warp(x, f)(p) = x(p + f(p)), bilinear
+    f_k  (B, 2, H, W)  a backward flow in pixels: warp(x, f)(p) = x(p + f(p)), bilinear;
+                       predicted on a coarse grid and upsampled (a motion field is smooth, and
+                       a per-pixel flow learns to smear the frame instead of moving it)
     α_k  (B, 1, H, W)  where new appearance replaces the moved frame, clamp(·, 0, 1)
     a_k  (B, C, H, W)  the new appearance, sigmoid
 
@@ -26,8 +28,9 @@ What it takes from whom:
   local structure.
 
 The head starts as copy-last-frame *exactly*: the rows of the readout that produce f and α are
-initialised to zero, and α = clamp(·, 0, 1) is exactly 0 there (its gradient still passes at
-0), and `warp` with a zero flow returns its input bit for bit (integer sampling positions).
+initialised to zero, α = clamp(·, 0, 1) is exactly 0 there, and `warp` with a zero flow returns
+its input bit for bit (integer sampling positions). The clamp passes its gradient straight
+through (also outside [0, 1]), so a mask pushed below 0 early in training can come back.
 Training can only move the model away from copy-last where that lowers the loss.
 """
 
@@ -38,8 +41,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.metrics import ssim
-
-FLOW, MASK = 2, 1  # channels of the flow and of the mask in the head's maps
 
 
 def warp(frames: Tensor, flow: Tensor) -> Tensor:
@@ -69,48 +70,51 @@ def warp(frames: Tensor, flow: Tensor) -> Tensor:
     return top * (1 - wy) + bottom * wy
 
 
-def compose(previous: Tensor, maps: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """The next frame from the previous one and the head's maps.
+def straight_through_clamp(x: Tensor) -> Tensor:
+    """clamp(x, 0, 1) forward, identity backward: a mask value pushed out of [0, 1] still
+    receives the gradient that brings it back (a plain clamp would leave it dead)."""
+    return x + (x.clamp(0.0, 1.0) - x).detach()
 
-    previous (N, C, H, W) in [0, 1]; maps (N, C + 3, H, W): appearance logits (C), mask (1),
-    flow (2). Returns (frame (N, C, H, W) in [0, 1], flow (N, 2, H, W), α (N, 1, H, W)).
-    """
-    channels = previous.shape[1]
-    appearance = torch.sigmoid(maps[:, :channels])
-    alpha = maps[:, channels : channels + MASK].clamp(0.0, 1.0)
-    flow = maps[:, channels + MASK :]
+
+def compose(
+    previous: Tensor, appearance: Tensor, mask: Tensor, flow: Tensor
+) -> tuple[Tensor, Tensor]:
+    """x̂_k from x̂_{k−1} = previous (N, C, H, W) in [0, 1] and the head's maps: appearance
+    logits (N, C, H, W), mask (N, 1, H, W) before its clamp, flow (N, 2, H, W) pixels.
+    Returns (x̂_k (N, C, H, W), α_k (N, 1, H, W))."""
+    alpha = straight_through_clamp(mask)
     moved = warp(previous, flow.to(previous.dtype))
-    frame = moved + alpha * (appearance - moved)  # (1 − α)·moved + α·appearance
-    return frame, flow, alpha
+    frame = moved + alpha * (torch.sigmoid(appearance) - moved)  # (1 − α)·moved + α·a
+    return frame, alpha
 
 
-def zero_motion_rows(layer: nn.Module, channels: int, per_channel: int) -> None:
-    """Initialise the outputs of `layer` (nn.Linear or nn.Conv2d) that feed the mask and the
-    flow to zero (weights and bias): the head then starts as copy-last-frame. Its outputs are
-    ordered appearance (C), mask (1), flow (2), each `per_channel` consecutive outputs (p² for
-    a pixel-shuffled conv readout, H·W for a flat one)."""
-    start = channels * per_channel
+def zero_rows(layer: nn.Module, start: int) -> None:
+    """Zero the outputs `start:` of `layer` (nn.Linear or nn.Conv2d; weights and bias): the
+    readout rows of the mask and the flow, so the head starts as copy-last-frame."""
     with torch.no_grad():
         layer.weight[start:].zero_()
         if layer.bias is not None:
             layer.bias[start:].zero_()
 
 
-def rollout(first: Tensor, maps: Tensor) -> dict[str, Tensor]:
-    """Compose K frames from x̂_0 = first (B, C, H, W) and maps (B, K, C + 3, H, W):
-    {"frames" (B, K, C, H, W), "flow" (B, K, 2, H, W), "mask" (B, K, 1, H, W)}."""
-    frames, flows, masks = [], [], []
+def upsample_flow(flow: Tensor, size: int) -> Tensor:
+    """A coarse flow (N, 2, h, w) in pixels of the full frame -> (N, 2, size, size), bilinear."""
+    if flow.shape[-1] == size:
+        return flow
+    return F.interpolate(flow, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def rollout(first: Tensor, appearance: Tensor, mask: Tensor, flow: Tensor) -> dict[str, Tensor]:
+    """Compose K frames from x̂_0 = first (B, C, H, W) and the maps of K steps, appearance
+    (B, K, C, H, W), mask (B, K, 1, H, W), flow (B, K, 2, H, W): {"frames" (B, K, C, H, W),
+    "flow", "mask" (α, clamped)}."""
+    frames, masks = [], []
     frame = first
-    for k in range(maps.shape[1]):
-        frame, flow, alpha = compose(frame, maps[:, k])
+    for k in range(appearance.shape[1]):
+        frame, alpha = compose(frame, appearance[:, k], mask[:, k], flow[:, k])
         frames.append(frame)
-        flows.append(flow)
         masks.append(alpha)
-    return {
-        "frames": torch.stack(frames, 1),
-        "flow": torch.stack(flows, 1),
-        "mask": torch.stack(masks, 1),
-    }
+    return {"frames": torch.stack(frames, 1), "flow": flow, "mask": torch.stack(masks, 1)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,6 +156,8 @@ __all__ = [
     "pixel_loss",
     "rollout",
     "ssim_loss",
+    "straight_through_clamp",
+    "upsample_flow",
     "warp",
-    "zero_motion_rows",
+    "zero_rows",
 ]
