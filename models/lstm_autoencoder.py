@@ -48,6 +48,7 @@ from models.motion import (
     compose,
     gradient_difference_loss,
     pixel_loss,
+    pyramid_loss,
     rollout,
     ssim_loss,
     upsample_flow,
@@ -80,6 +81,8 @@ class LSTMAutoencoderConfig:
     attention: bool = False  # decoders attend over every encoder state, not only the last
     loss: str = "bce"  # per-pixel loss: "bce" (sigmoid outputs), "mse" or "l1" (regressed)
     output: str = "pixels"  # predictor head: "pixels" (the paper) | "warp" (motion-compensated)
+    max_flow: float = 0.125  # warp: largest flow per step, as a fraction of frame_size
+    scales: int = 0  # the prediction loss also at this many coarser scales (2x pooled each)
     gdl_weight: float = 0.0  # weight of the gradient difference loss on predicted frames
     ssim_weight: float = 0.0  # weight of (1 - SSIM) on predicted frames (frames >= 11 px)
     lr: float = 1e-3  # Adam learning rate
@@ -103,6 +106,10 @@ class LSTMAutoencoderConfig:
             raise ValueError(
                 f"model.frame_size={self.frame_size} is not a multiple of model.patch={self.patch}"
             )
+        if self.scales < 0:
+            raise ValueError(f"model.scales={self.scales} must be >= 0")
+        if self.max_flow <= 0:
+            raise ValueError(f"model.max_flow={self.max_flow} must be > 0")
         if self.gdl_weight < 0 or self.ssim_weight < 0:
             raise ValueError("model.gdl_weight and model.ssim_weight must be >= 0")
         if self.ssim_weight > 0 and self.frame_size < 11:
@@ -441,6 +448,11 @@ class CompositeLSTM(nn.Module):
             split = (c + 1) * cfg.patch**2
             maps = F.pixel_shuffle(raw[..., :split, :, :], cfg.patch)
             coarse = raw[..., split:, :, :]
+        # |f| <= max_flow · frame_size: a flow that can reach anywhere learns to erase moving
+        # objects by sampling the background far away (seen on Moving MNIST) instead of moving
+        # them; tanh keeps f = raw near 0, so the head still starts as copy-last exactly
+        bound = cfg.max_flow * size
+        coarse = bound * torch.tanh(coarse / bound)
         lead = coarse.shape[:-3]
         flow = upsample_flow(coarse.flatten(0, -4), size).unflatten(0, lead)
         return maps[..., :c, :, :], maps[..., c:, :, :], flow
@@ -702,6 +714,9 @@ class LSTMAutoencoderTask(TrainingTask):
                 frames = output_to_frame(raw, cfg.loss)
                 terms["prediction"] = frame_loss(raw, future, cfg.loss)
             total = total + terms["prediction"]
+            if cfg.scales > 0:
+                terms["pyramid"] = pyramid_loss(frames, future, cfg.loss, cfg.scales)
+                total = total + terms["pyramid"]
             if cfg.gdl_weight > 0:
                 terms["gdl"] = gradient_difference_loss(frames, future)
                 total = total + cfg.gdl_weight * terms["gdl"]
@@ -732,7 +747,7 @@ class LSTMAutoencoderTask(TrainingTask):
             f"{name}_loss" for name in ("reconstruction", "prediction") if name in terms
         ]
         values = [terms["loss"]] + [terms[name[: -len("_loss")]] * pixels for name in names[1:]]
-        for extra in ("gdl", "ssim"):  # the anti-blur terms, as optimised (means)
+        for extra in ("pyramid", "gdl", "ssim"):  # the extra terms, as optimised (means)
             if extra in terms:
                 names.append(f"{extra}_loss")
                 values.append(terms[extra])

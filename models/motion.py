@@ -150,10 +150,27 @@ def pixel_loss(pred: Tensor, true: Tensor, kind: str) -> Tensor:
     raise ValueError(f"loss {kind!r}: use l1, mse or bce")
 
 
+def pyramid_loss(pred: Tensor, true: Tensor, kind: str, levels: int) -> Tensor:
+    """The pixel loss at `levels` coarser scales (each 2× average-pooled), summed, on frames
+    (..., C, H, W). A warp learns from the image gradient within a pixel of where it samples:
+    an object that moved farther than its own width gives its flow no signal at full
+    resolution, only at a scale where the move is under a pixel (coarse-to-fine, as optical
+    flow estimators do it)."""
+    total = pred.new_zeros(())
+    p, t = pred.flatten(0, -4), true.flatten(0, -4)
+    for _ in range(levels):
+        if min(p.shape[-2:]) < 2:
+            break
+        p, t = F.avg_pool2d(p, 2), F.avg_pool2d(t, 2)
+        total = total + pixel_loss(p, t, kind)
+    return total
+
+
 __all__ = [
     "compose",
     "gradient_difference_loss",
     "pixel_loss",
+    "pyramid_loss",
     "rollout",
     "ssim_loss",
     "straight_through_clamp",
