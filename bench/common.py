@@ -37,10 +37,8 @@ class Table:
         print(f"{'name':<{w}}  {'value':>12}  {'unit':<10}  {'ratio':>6}  reference")
         for r in self.rows:
             ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}x"
-            print(
-                f"{r['name']:<{w}}  {r['value']:>12,.1f}  {r['unit']:<10}  {ratio:>6}  "
-                f"{r['reference'] or ''}"
-            )
+            value = f"{r['value']:>12,.1f}" if abs(r["value"]) >= 100 else f"{r['value']:>12.3f}"
+            print(f"{r['name']:<{w}}  {value}  {r['unit']:<10}  {ratio:>6}  {r['reference'] or ''}")
 
     def write(self, path: str | None, **extra: Any) -> None:
         if path:

@@ -36,18 +36,25 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local instance only
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
+from bench.common import Table  # noqa: E402
+from models.mocogan import MoCoGANTask  # noqa: E402
+from pipeline.cli import main as framecast  # noqa: E402
+from pipeline.io.video import encode_video  # noqa: E402
+from pipeline.runtime import checkpoint  # noqa: E402
+from pipeline.runtime.cluster import LOCAL_NODE_IP  # noqa: E402
+from pipeline.runtime.inference import load_model  # noqa: E402
+from pipeline.runtime.sampling import sample_videos  # noqa: E402
+
 
 def make_checkpoint(path: Path, size: int, length: int, width: int) -> None:
-    import torch
-
-    from models.mocogan import MoCoGANTask
-    from pipeline.runtime import checkpoint
-
     torch.manual_seed(0)
     task = MoCoGANTask(frame_size=size, length=length, gen_channels=width)
     gen = task.networks["generator"]
@@ -61,36 +68,28 @@ def make_checkpoint(path: Path, size: int, length: int, width: int) -> None:
     checkpoint.save(path, task, task.make_optimizers(), 0, {"trainer": {}})
 
 
-def sample_all(ckpt: Path, n: int, length: int, batch: int, device: str = "cpu"):
+def sample_all(
+    ckpt: Path, n: int, length: int, batch: int, device: str = "cpu"
+) -> tuple[np.ndarray, float]:
     """(uint8 videos (n, T, H, W, C), seconds) sampled as generate's units sample them."""
-    import torch
-
-    from pipeline.runtime import checkpoint
-    from pipeline.stages.generate import sample_videos, to_uint8
-
-    dev = torch.device(device)
-    gen = checkpoint.restore_task(checkpoint.load(ckpt), dev).inference_model().eval()
+    loaded = load_model(ckpt, device, want=("generator",))
     out = []
     t0 = time.perf_counter()
-    for start in range(0, n, batch):
-        ids = list(range(start, min(start + batch, n)))
-        videos, _ = sample_videos(gen, 0, length, ids, ids)
-        out.append(to_uint8(videos))  # to the host: what encoding needs
+    with loaded.inference():
+        for start in range(0, n, batch):
+            # uint8 on the host: what encoding needs
+            out.append(sample_videos(loaded.model, 0, start, min(batch, n - start), length))
     seconds = time.perf_counter() - t0
-    import numpy as np
-
     return np.concatenate(out), seconds
 
 
 def encode_all(args: tuple) -> float:
     """Seconds to encode and write every video of `frames` (in one process)."""
     frames, fmt, outdir = args
-    from pipeline.stages.generate import encode
-
     os.makedirs(outdir, exist_ok=True)
     t0 = time.perf_counter()
     for i, video in enumerate(frames):
-        data = encode(video, fmt, 8.0, 18, outdir)
+        data = encode_video(video, fmt, 8.0, 18)
         Path(outdir, f"v{i}.{fmt}").write_bytes(data)
     return time.perf_counter() - t0
 
@@ -104,16 +103,16 @@ def encode_after(args: tuple, barrier, done) -> None:
     done.put(time.perf_counter())
 
 
-def run_generate(ckpt: Path, out: Path, n: int, length: int, fmt: str, backend: str, workers=None):
-    from pipeline.cli import main
-
+def run_generate(
+    ckpt: Path, out: Path, n: int, length: int, fmt: str, backend: str, workers: int | None = None
+) -> float:
     shutil.rmtree(out, ignore_errors=True)
     args = ["generate", f"checkpoint={ckpt}", f"out={out}", f"num_videos={n}"]
     args += [f"generate.length={length}", f"generate.format={fmt}", f"generate.backend={backend}"]
     args += ["generate.preview=0", "generate.batch_size=8"]
     if workers:
         args.append(f"generate.workers={workers}")
-    assert main(args) == 0
+    assert framecast(args) == 0
     result = json.loads((out / "generate.json").read_text())
     assert result["generated"] == n
     return float(result["videos_per_s"])
@@ -134,11 +133,7 @@ def main() -> None:
     )
     args = ap.parse_args()
 
-    import torch
-
     torch.set_num_threads(1)
-    from bench.common import Table
-
     work = Path(tempfile.mkdtemp(prefix="framecast-bench-generate-"))
     try:
         ckpt = work / "gen.pt"
@@ -148,8 +143,6 @@ def main() -> None:
         encode_all((frames[:2], fmt, str(work / "warm")))
         if not args.no_ray:
             import ray
-
-            from pipeline.runtime.cluster import LOCAL_NODE_IP
 
             ray.init(
                 num_cpus=os.cpu_count() or 2,

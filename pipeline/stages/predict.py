@@ -11,12 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from omegaconf import DictConfig
 
-from pipeline.runtime import checkpoint
+from models.metrics import video_metrics
 from pipeline.core.config import UsageError, required, typed, write_result
-from pipeline.stages.evaluate import pick_device
+from pipeline.core.errors import VideoError
+from pipeline.core.frames import to_model, to_uint8
+from pipeline.io.store import FrameStore
+from pipeline.io.video import decode_frames, probe, write_video
+from pipeline.runtime.inference import load_model
 
 
 @dataclass
@@ -33,8 +36,6 @@ class PredictConfig:
 def _observed_frames(cfg: DictConfig, p: PredictConfig, size: int, channels: int, need: int):  # noqa: ANN202
     """(frames (N, H, W, C) uint8 with N <= need, fps, source description)."""
     if p.video is not None:
-        from pipeline.io.store import FrameStore
-
         store = FrameStore.open(str(required(cfg, "store")))
         if p.video not in store:
             raise UsageError(f"predict.video={p.video}: no such video in {store.url}")
@@ -42,8 +43,6 @@ def _observed_frames(cfg: DictConfig, p: PredictConfig, size: int, channels: int
         fps = float(store.attrs(p.video).get("fps") or 10)
         return frames, fps, f"{store.url}#{p.video}"
     source = str(required(cfg, "input"))
-    from pipeline.io.video import VideoError, decode_frames, probe
-
     if "://" not in source and not source.startswith("lavfi:") and not Path(source).exists():
         raise UsageError(f"input={source}: no such file")
     try:
@@ -67,13 +66,11 @@ def run(cfg: DictConfig) -> dict:
     out = Path(str(required(cfg, "out")))
     if out.suffix.lower() not in (".mp4", ".gif", ".webm"):
         raise UsageError(f"out={out}: use a .mp4, .gif or .webm file name")
-    ckpt = checkpoint.load(ckpt_path)
-    device = pick_device(p.device)
-    model = checkpoint.restore_task(ckpt, device).inference_model().eval()
-    mcfg = ckpt["model_config"]
-    size, channels = int(mcfg.get("frame_size", 64)), int(mcfg.get("channels", 1))
-    context = int(mcfg.get("context", 10)) if p.context is None else p.context
-    horizon = int(mcfg.get("horizon", 10)) if p.horizon is None else p.horizon
+    # a generator or a classifier checkpoint stops here, in one line naming what predict takes
+    loaded = load_model(ckpt_path, p.device, want=("predictor",), stage="predict")
+    size, channels = loaded.frame_size, loaded.channels
+    context = loaded.context if p.context is None else p.context
+    horizon = loaded.horizon if p.horizon is None else p.horizon
     if context < 1 or horizon < 1:
         raise UsageError("predict.context and predict.horizon must be >= 1")
     frames, fps, source = _observed_frames(cfg, p, size, channels, context + horizon)
@@ -81,13 +78,11 @@ def run(cfg: DictConfig) -> dict:
         raise UsageError(f"{source}: {len(frames)} frames, predict needs context={context}")
     if frames.shape[1:] != (size, size, channels):
         raise UsageError(f"{source}: frames {frames.shape[1:]} do not match the model's")
-    x = torch.from_numpy(frames).to(device).permute(0, 3, 1, 2).float().div(255.0)
-    with torch.no_grad():
-        pred = model.predict(x[None, :context], horizon)[0].float().clamp(0, 1)
-    pred_u8 = (pred.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
+    x = to_model(frames, loaded.device)  # (N, C, H, W)
+    with loaded.inference():
+        pred = loaded.model.predict(x[None, :context], horizon)[0].float().clamp(0, 1)
+    pred_u8 = to_uint8(pred)
     video = side_by_side(frames, pred_u8, context, p.scale)
-    from pipeline.io.video import write_video
-
     out.parent.mkdir(parents=True, exist_ok=True)
     write_video(str(out), video, fps=p.fps or fps)
     result = {
@@ -102,8 +97,6 @@ def run(cfg: DictConfig) -> dict:
         "fps": float(p.fps or fps),
     }
     if len(frames) > context:
-        from models.metrics import video_metrics
-
         n = min(horizon, len(frames) - context)
         m = video_metrics(pred[None, :n], x[None, context : context + n])
         result["metrics"] = {k: v["mean"] for k, v in m.items() if isinstance(v, dict)}

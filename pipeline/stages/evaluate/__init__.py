@@ -8,17 +8,19 @@ observed and the next `evaluate.horizon` are predicted. Writes `metrics.json`, a
 Every metric of `models.metrics.MetricAccumulator` is reported per step, sharpness (gradient
 energy of the predictions over that of the truth, < 1 = blur) included. Long horizons: set
 `evaluate.context=10 evaluate.horizon=64` (the store's videos must have that many frames).
-Predictors that predict poses (the hierarchical model: `forecast`) also get, when the store
-holds keypoints, PCK@0.1 of body size per step ("pck") and the frames their generator draws
-from the *true* future poses ("oracle_poses"; for learned keypoints: those detected in the true
-future frames). `evaluate.baseline=CKPT` rolls another predictor checkpoint (e.g. the LSTM
-autoencoder) out to the same horizon on the same sequences and reports it beside copy-last.
+Predictors that predict poses first (a `StructurePredictor`: `forecast`) also get, when the
+store holds keypoints, PCK@0.1 of body size per step ("pck") and the frames their generator
+draws from the *true* future poses ("oracle_poses"; for learned keypoints: those detected in the
+true future frames). `evaluate.baseline=CKPT` rolls another predictor checkpoint out to the same
+horizon on the same sequences and reports it beside copy-last.
+
+A generator checkpoint gets the metrics of `generator.py` instead (the checkpoint's kind
+decides); a classifier checkpoint is refused.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,46 +29,18 @@ import torch
 from omegaconf import DictConfig
 
 from models.metrics import MetricAccumulator, PCKAccumulator, copy_last_baseline
-from pipeline.runtime import checkpoint
+from models.protocols import StructurePredictor
 from pipeline.core.config import UsageError, existing_path, required, typed, write_result
+from pipeline.core.frames import to_model, to_uint8
+from pipeline.core.progress import progress, summary
+from pipeline.io.loader import ClipDataset
+from pipeline.io.previews import rgb, write_png
+from pipeline.io.video import write_video
+from pipeline.runtime.inference import LoadedModel, load_model
+from pipeline.stages.evaluate.common import EvaluateConfig, default_out
+from pipeline.stages.evaluate.generator import run_generator
 
 METRICS = ("mse", "mae", "psnr", "ssim", "bce")
-
-
-@dataclass
-class EvaluateConfig:
-    context: int | None = None
-    horizon: int | None = None
-    batch_size: int = 64
-    max_sequences: int | None = None
-    split: str = "test"
-    device: str = "auto"
-    out: str | None = None
-    grid_sequences: int = 4
-    baseline: str | None = None  # another predictor checkpoint, evaluated on the same sequences
-    # generator checkpoints (pipeline/evaluate_generator.py)
-    classifier: str | None = None
-    i3d: str | None = None
-    i3d_size: int = 224
-    num_videos: int = 256
-    seed: int = 0
-    length: int | None = None
-
-
-def default_out(ckpt_path: str) -> Path:
-    """RUN/evaluate for RUN/checkpoints/X.pt, else a folder beside the checkpoint."""
-    p = Path(ckpt_path)
-    if p.parent.name == "checkpoints":
-        return p.parent.parent / "evaluate"
-    return p.with_name(f"{p.stem}-evaluate")
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("device=cuda: no CUDA device is available")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _store_sequences(
@@ -74,7 +48,6 @@ def _store_sequences(
 ) -> Iterator[np.ndarray | tuple[np.ndarray, np.ndarray]]:
     """Batches of uint8 sequences (B, L, H, W, C); with `keypoints`, (frames, keypoints
     (B, L, K, 2)) when every selected video has keypoints (else frames alone)."""
-    from pipeline.io.loader import ClipDataset
 
     def dataset(with_keypoints: bool) -> ClipDataset:
         return ClipDataset(
@@ -105,20 +78,16 @@ def _store_sequences(
             yield batch.numpy()
 
 
-def _load_baseline(path: str, size: tuple[int, int], device: torch.device) -> tuple[Any, str]:
-    """(predictor, model name) of the checkpoint `evaluate.baseline`, checked for frame size."""
-    ckpt = checkpoint.load(path)
-    mcfg = ckpt["model_config"]
-    theirs = (int(mcfg.get("frame_size", 64)), int(mcfg.get("channels", 1)))
+def _load_baseline(path: str, size: tuple[int, int], device: torch.device) -> LoadedModel:
+    """The predictor of the checkpoint `evaluate.baseline`, checked for frame size."""
+    base = load_model(path, device, want=("predictor",), stage="evaluate.baseline")
+    theirs = (base.frame_size, base.channels)
     if theirs != size:
         raise UsageError(
             f"evaluate.baseline={path}: frames {theirs[0]}x{theirs[0]}x{theirs[1]} do not match "
             f"the model's {size[0]}x{size[0]}x{size[1]}"
         )
-    model = checkpoint.restore_task(ckpt, device).inference_model().eval()
-    if not hasattr(model, "predict"):
-        raise UsageError(f"evaluate.baseline={path}: a {ckpt['model']} is not a predictor")
-    return model, str(ckpt["model"])
+    return base
 
 
 def _npy_sequences(path: str, length: int, batch: int) -> Iterator[np.ndarray]:
@@ -138,23 +107,20 @@ def _npy_sequences(path: str, length: int, batch: int) -> Iterator[np.ndarray]:
 def run(cfg: DictConfig) -> dict:
     ev = typed(cfg.evaluate, EvaluateConfig, "evaluate")
     ckpt_path = str(required(cfg, "checkpoint"))
-    ckpt = checkpoint.load(ckpt_path)
-    from pipeline.stages.evaluate.generator import GENERATOR_MODELS, run_generator
-
-    if ckpt.get("model") in GENERATOR_MODELS:  # generators have their own metrics
-        return run_generator(cfg, ckpt, ev)
+    loaded = load_model(ckpt_path, ev.device, want=("predictor", "generator"), stage="evaluate")
+    if loaded.kind == "generator":  # generators have their own metrics
+        return run_generator(cfg, loaded, ev)
     for key in ("classifier", "i3d"):
         if getattr(ev, key) is not None:
             raise UsageError(
                 f"evaluate.{key} applies to generator checkpoints; {ckpt_path} is a "
-                f"{ckpt.get('model')}"
+                f"{loaded.family} (a {loaded.kind})"
             )
-    device = pick_device(ev.device)
-    task = checkpoint.restore_task(ckpt, device)
-    model = task.inference_model().eval()
-    mcfg = ckpt["model_config"]
-    context = int(mcfg.get("context", 10)) if ev.context is None else ev.context
-    horizon = int(mcfg.get("horizon", 10)) if ev.horizon is None else ev.horizon
+    model, device = loaded.model, loaded.device
+    # predicts structure (poses) first: pose metrics beside the frame metrics
+    structure = isinstance(model, StructurePredictor)
+    context = loaded.context if ev.context is None else ev.context
+    horizon = loaded.horizon if ev.horizon is None else ev.horizon
     if context < 1 or horizon < 1:
         raise UsageError("evaluate.context and evaluate.horizon must be >= 1")
     length = context + horizon
@@ -165,28 +131,18 @@ def run(cfg: DictConfig) -> dict:
         sequences = _npy_sequences(source, length, ev.batch_size)
     else:
         source = str(required(cfg, "store"))
-        trainer_cfg = ckpt["config"].get("trainer", {})
-        sequences = _store_sequences(
-            source,
-            length,
-            ev,
-            trainer_cfg.get("test_fraction", 0.1),
-            keypoints=hasattr(model, "forecast"),
-        )
+        sequences = _store_sequences(source, length, ev, loaded.test_fraction, keypoints=structure)
 
     out = Path(ev.out) if ev.out else default_out(ckpt_path)
     out.mkdir(parents=True, exist_ok=True)
     model_acc, copy_acc = MetricAccumulator(), MetricAccumulator()
     oracle_acc, baseline_acc, pck_acc = MetricAccumulator(), MetricAccumulator(), PCKAccumulator()
-    grid: list[tuple[np.ndarray, np.ndarray]] = []
+    grid: list[tuple[np.ndarray, np.ndarray]] = []  # uint8 (T, H, W, C), (horizon, H, W, C)
     count = 0
-    size = (int(mcfg.get("frame_size", 64)), int(mcfg.get("channels", 1)))
-    baseline, baseline_name = (
-        _load_baseline(ev.baseline, size, device) if ev.baseline else (None, None)
-    )
-    from pipeline.core.progress import progress
+    size = (loaded.frame_size, loaded.channels)
+    baseline = _load_baseline(ev.baseline, size, device) if ev.baseline else None
 
-    with progress("evaluate", ev.max_sequences, "seqs") as bar, torch.no_grad():
+    with progress("evaluate", ev.max_sequences, "seqs") as bar, loaded.inference():
         for batch in sequences:
             keypoints = None
             if isinstance(batch, tuple):
@@ -201,9 +157,9 @@ def run(cfg: DictConfig) -> dict:
                     f"{source}: frames {batch.shape[2]}x{batch.shape[3]}x{batch.shape[4]} do not "
                     f"match the model's {size[0]}x{size[0]}x{size[1]}"
                 )
-            x = torch.from_numpy(batch).to(device).permute(0, 1, 4, 2, 3).float() / 255.0
+            x = to_model(batch, device)  # (B, L, C, H, W)
             observed, future = x[:, :context], x[:, context:]
-            if hasattr(model, "forecast"):  # predicts structure (poses), then frames
+            if structure:
                 forecast = model.forecast(observed, horizon)
                 pred = forecast["frames"].float().clamp(0, 1)
                 _structure_metrics(
@@ -222,11 +178,11 @@ def run(cfg: DictConfig) -> dict:
             model_acc.update(pred, future)
             copy_acc.update(copy_last_baseline(observed, horizon), future)
             if baseline is not None:
-                base = baseline.predict(observed, horizon).float().clamp(0, 1)
+                base = baseline.model.predict(observed, horizon).float().clamp(0, 1)
                 baseline_acc.update(base, future)
-            if len(grid) < ev.grid_sequences:
-                for b in range(min(len(batch), ev.grid_sequences - len(grid))):
-                    grid.append((x[b].cpu().numpy(), pred[b].cpu().numpy()))
+            shown = min(len(batch), ev.grid_sequences - len(grid))
+            if shown > 0:
+                grid += list(zip(batch[:shown], to_uint8(pred[:shown])))
             count += len(batch)
             bar.advance(len(batch))
             if ev.max_sequences is not None and count >= ev.max_sequences:
@@ -236,8 +192,8 @@ def run(cfg: DictConfig) -> dict:
     result: dict[str, Any] = {
         "stage": "evaluate",
         "checkpoint": ckpt_path,
-        "step": int(ckpt["step"]),
-        "model": ckpt["model"],
+        "step": loaded.step,
+        "model": loaded.family,
         "data": source,
         "sequences": count,
         "context": context,
@@ -254,24 +210,22 @@ def run(cfg: DictConfig) -> dict:
     if baseline is not None:
         result["baseline"] = {
             "checkpoint": ev.baseline,
-            "model": baseline_name,
+            "model": baseline.family,
             **_flatten(baseline_acc.result()),
         }
+    files: dict[str, str] = {}
+    if grid:
+        _sample_grid(grid, context, out)
+        files.update(grid_png=str(out / "samples.png"), grid_gif=str(out / "samples.gif"))
     try:
         import matplotlib  # noqa: F401 - plots need it; a bare GPU host may not have it
     except ImportError:
-        result["files"] = {}
-        print("matplotlib is not installed: metrics.json only, no plots", flush=True)
+        print("matplotlib is not installed: no per-step plot", flush=True)
     else:
         _plot_per_step(result, out / "metrics_per_step.png")
-        _sample_grid(grid, context, out)
-        result["files"] = {
-            "plot": str(out / "metrics_per_step.png"),
-            "grid_png": str(out / "samples.png"),
-            "grid_gif": str(out / "samples.gif"),
-        }
+        files["plot"] = str(out / "metrics_per_step.png")
+    result["files"] = files
     write_result(cfg, result, str(out / "metrics.json"))
-    from pipeline.core.progress import summary
 
     rows = {}
     for m in (*METRICS, "sharpness"):
@@ -283,12 +237,12 @@ def run(cfg: DictConfig) -> dict:
         rows[m] = row + ")"
     if "pck" in result:
         rows["pck@0.1"] = f"{result['pck']:.4g}"
-    summary(f"evaluate {ckpt['model']} on {count} sequences ({context} -> {horizon})", rows)
+    summary(f"evaluate {loaded.family} on {count} sequences ({context} -> {horizon})", rows)
     return result
 
 
 def _structure_metrics(
-    model: Any,
+    model: StructurePredictor,
     out: dict[str, torch.Tensor],
     observed: torch.Tensor,
     future: torch.Tensor,
@@ -300,7 +254,7 @@ def _structure_metrics(
 ) -> None:
     """PCK of the predicted poses against the store's, and the frames drawn from the true
     future poses (the analogy generator alone, without pose-prediction error)."""
-    labelled = keypoints is not None and getattr(model, "predicts_keypoints", False)
+    labelled = keypoints is not None and model.predicts_keypoints
     if labelled:
         kp = torch.from_numpy(keypoints).to(device).float()
         if kp.shape[2] != out["keypoints"].shape[2]:
@@ -308,7 +262,7 @@ def _structure_metrics(
     if labelled:
         pck_acc.update(out["keypoints"], kp[:, context:])
         oracle = model.render(observed[:, -1], kp[:, context - 1], kp[:, context:])
-    elif not getattr(model, "predicts_keypoints", True):
+    elif not model.predicts_keypoints:
         # learned keypoints: the "true" future poses are those detected in the true frames
         oracle = model.render(
             observed[:, -1], out["observed_keypoints"][:, -1], model.detect(future)
@@ -358,42 +312,32 @@ def _plot_per_step(result: dict[str, Any], path: Path) -> None:
 
 def _sample_grid(grid: list[tuple[np.ndarray, np.ndarray]], context: int, out: Path) -> None:
     """PNG: per sequence a row of true frames over a row of observed+predicted frames.
-    GIF: per time step, true | predicted side by side for every sequence."""
-    from pipeline.io.video import write_video
-
-    if not grid:
-        return
+    GIF: per time step, true | predicted side by side for every sequence. Frames uint8."""
     rows_png, gif_frames = [], []
-    for true, pred in grid:  # (T, C, H, W), (horizon, C, H, W)
+    for true, pred in grid:  # (T, H, W, C), (horizon, H, W, C)
         shown = np.concatenate([true[:context], pred])
         rows_png.append(_strip(true))
         rows_png.append(_strip(shown, mark_from=context))
-    png = np.concatenate(rows_png, axis=0)
-    _save_png(png, out / "samples.png")
+    write_png(out / "samples.png", np.concatenate(rows_png, axis=0))
     length = len(grid[0][0])
     for t in range(length):
         tiles = []
         for true, pred in grid:
             p = true[t] if t < context else pred[t - context]
-            tiles.append(np.concatenate([_hwc(true[t]), _sep(true[t]), _hwc(p)], axis=1))
+            tiles.append(np.concatenate([rgb(true[t]), _sep(true[t]), rgb(p)], axis=1))
         gif_frames.append(np.concatenate(tiles, axis=0))
     write_video(str(out / "samples.gif"), np.stack(gif_frames), fps=4)
 
 
-def _hwc(frame: np.ndarray) -> np.ndarray:
-    """(C, H, W) float [0,1] -> (H, W, 3) uint8."""
-    img = (np.clip(frame, 0, 1) * 255).round().astype(np.uint8).transpose(1, 2, 0)
-    return np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img
-
-
 def _sep(frame: np.ndarray, width: int = 2) -> np.ndarray:
-    return np.full((frame.shape[1], width, 3), 128, np.uint8)
+    """A grey gap of `width` pixels beside a frame (H, W, C)."""
+    return np.full((frame.shape[0], width, 3), 128, np.uint8)
 
 
 def _strip(frames: np.ndarray, mark_from: int | None = None) -> np.ndarray:
     tiles = []
     for i, f in enumerate(frames):
-        img = _hwc(f)
+        img = rgb(f)
         if mark_from is not None and i >= mark_from:
             img = img.copy()
             img[:2, :, :] = (255, 64, 64)  # a red bar marks predicted frames
@@ -401,10 +345,4 @@ def _strip(frames: np.ndarray, mark_from: int | None = None) -> np.ndarray:
     return np.concatenate(tiles, axis=1)
 
 
-def _save_png(img: np.ndarray, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.imsave(path, img)
+__all__ = ["EvaluateConfig", "default_out", "run"]

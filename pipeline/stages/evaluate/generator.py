@@ -1,4 +1,4 @@
-"""`framecast evaluate` of a generator (MoCoGAN): offline metrics, no downloaded weights needed.
+"""`framecast evaluate` of a generator checkpoint: offline metrics, no downloaded weights needed.
 
     framecast evaluate checkpoint=GEN.pt store=REAL.zarr evaluate.classifier=CLS.pt
         [evaluate.num_videos=256] [evaluate.i3d=I3D.pt]
@@ -26,8 +26,8 @@ clips of the same length are cut from the store's `evaluate.split`. Frames of bo
   (`data.label=shape_motion`) also gets `by_request`: per requested shape, the same summary of
   the videos asked for it, `read_as_requested`, the share of their frames read as that shape,
   and `nearer_requested`, the share whose one object is nearer that shape's template (any IoU);
-- with `evaluate.classifier` (a `framecast train model=video_classifier` checkpoint trained on
-  the real data): `accuracy` of its predictions on the generated videos against the category
+- with `evaluate.classifier` (a classifier checkpoint, `framecast train` of a classifier family
+  on the real data): `accuracy` of its predictions on the generated videos against the category
   each was generated for (conditional generators; per class too) beside its accuracy on the real
   clips, `frechet_distance` between generated and real clips in its feature space, and
   `acd_features` (ACD of its per-frame features);
@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
+from models import families_of
 from models.metrics import (
     READ_CIRCLE,
     READ_SQUARE,
@@ -58,12 +59,16 @@ from models.metrics import (
     shape_fill,
     shape_recognisability,
 )
-from pipeline.runtime import checkpoint
+from models.protocols import Classifier, Generator
 from pipeline.core.config import UsageError, existing_path, required, write_result
-from pipeline.stages.evaluate import EvaluateConfig, default_out, pick_device
-
-# evaluate.* keys that only generator evaluation reads (configs/evaluate.yaml documents them)
-GENERATOR_MODELS = ("mocogan",)
+from pipeline.core.frames import to_model
+from pipeline.core.progress import progress, summary
+from pipeline.io.loader import ClipDataset
+from pipeline.io.previews import write_previews
+from pipeline.io.store import FrameStore
+from pipeline.runtime.inference import LoadedModel, load_model
+from pipeline.runtime.sampling import sample_videos
+from pipeline.stages.evaluate.common import EvaluateConfig, default_out
 
 
 def _check(ev: EvaluateConfig) -> None:
@@ -78,23 +83,21 @@ def _check(ev: EvaluateConfig) -> None:
 
 
 def _generated(
-    generator: torch.nn.Module, ev: EvaluateConfig, length: int
+    generator: Generator, ev: EvaluateConfig, length: int
 ) -> tuple[np.ndarray, list[int] | None]:
-    """num_videos generated videos (N, T, H, W, C) uint8 and their requested categories."""
-    from pipeline.stages.generate import sample_videos, to_uint8
-    from pipeline.core.progress import progress
-
-    k = generator.cfg.num_categories
+    """Videos 0 .. num_videos-1 of the run seeded `evaluate.seed` (as `framecast generate`
+    makes them), uint8 (N, T, H, W, C), and their requested categories: balanced, video i asks
+    for category i mod K (None for an unconditional generator)."""
+    k = generator.num_categories
     out, cats = [], [] if k else None
     with progress("generate", ev.num_videos, "videos") as bar:
         for start in range(0, ev.num_videos, ev.batch_size):
-            ids = list(range(start, min(start + ev.batch_size, ev.num_videos)))
-            wanted = [i % k for i in ids] if k else None
-            videos, _ = sample_videos(generator, ev.seed, length, ids, ids, wanted)
-            out.append(to_uint8(videos.cpu()))
+            n = min(ev.batch_size, ev.num_videos - start)
+            wanted = [i % k for i in range(start, start + n)] if k else None
+            out.append(sample_videos(generator, ev.seed, start, n, length, wanted))
             if cats is not None:
                 cats += wanted
-            bar.advance(len(ids))
+            bar.advance(n)
     return np.concatenate(out), cats
 
 
@@ -103,8 +106,6 @@ def _real(
 ) -> tuple[np.ndarray, np.ndarray | None, list[Any]]:
     """Up to num_videos real clips (N, T, H, W, C) uint8, their label indices (or None when the
     store's videos carry no "label") and the store's categories."""
-    from pipeline.io.loader import ClipDataset
-
     split = None if ev.split == "all" else ev.split
     kwargs = dict(
         stride=length,
@@ -139,24 +140,19 @@ def _real(
     return np.concatenate(clips), label_array, list(ds.categories)
 
 
-def _float(videos: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 (N, T, H, W, C) -> float (N, T, C, H, W) in [0, 1] on `device`."""
-    return torch.from_numpy(videos).to(device).permute(0, 1, 4, 2, 3).float().div(255.0)
-
-
 @torch.no_grad()
 def classifier_outputs(
-    model: torch.nn.Module, videos: np.ndarray, batch: int, device: torch.device
+    model: Classifier, videos: np.ndarray, batch: int, device: torch.device
 ) -> dict[str, torch.Tensor]:
     """Logits (N, K), features (N, D) and frame_features (N, T, D) of uint8 videos."""
     parts: dict[str, list[torch.Tensor]] = {"logits": [], "features": [], "frame_features": []}
     for start in range(0, len(videos), batch):
-        x = _float(videos[start : start + batch], device)
-        frame_feats = model.frame_features(x)
-        feats = frame_feats.mean(dim=1)
-        parts["frame_features"].append(frame_feats.float().cpu())
-        parts["features"].append(feats.float().cpu())
-        parts["logits"].append(model.head(feats).float().cpu())
+        x = to_model(videos[start : start + batch], device)
+        # three protocol calls, each through the trunk: a family's layers (its head) are its own
+        # business, and the classifier is small beside the generator
+        parts["frame_features"].append(model.frame_features(x).float().cpu())
+        parts["features"].append(model.features(x).float().cpu())
+        parts["logits"].append(model(x).float().cpu())
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
@@ -168,7 +164,7 @@ def i3d_features(
     RGB, scaled to [-1, 1], fed as (B, 3, T, H, W); a tuple output gives its first element."""
     feats = []
     for start in range(0, len(videos), batch):
-        x = _float(videos[start : start + batch], device)  # (B, T, C, H, W)
+        x = to_model(videos[start : start + batch], device)  # (B, T, C, H, W)
         b, t = x.shape[:2]
         if x.shape[2] == 1:
             x = x.repeat(1, 1, 3, 1, 1)
@@ -215,8 +211,6 @@ def _store_shapes(url: str) -> tuple[str | None, dict[Any, str] | None]:
     """(the "source" attribute of the store's first video (e.g. "shapes"), None when empty;
     {label: shape} when every label of a shapes store names one shape (data.label=shape_motion),
     else None). Attributes come from the store's catalog: no frame is read."""
-    from pipeline.io.store import FrameStore
-
     store = FrameStore.open(url)
     ids = store.video_ids()
     if not ids:
@@ -241,10 +235,9 @@ def shape_fill_metrics(
     `read_as_requested`, the share of their frames that read as that shape (read_shapes), and
     `nearer_requested`, the share showing one object nearer that shape's template than the
     other's (at any IoU)."""
-    cpu = torch.device("cpu")
     pixels = int(fake.shape[2] * fake.shape[3])
-    real_m = shape_fill(_float(real, cpu))
-    fake_m = shape_fill(_float(fake, cpu))
+    real_m = shape_fill(to_model(real))
+    fake_m = shape_fill(to_model(fake))
     bands = fill_bands(real_m, pixels)
     result: dict[str, Any] = {
         "bands": bands,
@@ -280,9 +273,10 @@ def _pair(generated: float, real: float) -> dict[str, float | None]:
     return {"generated": generated, "real": real, "ratio": generated / real if real else None}
 
 
-def run_generator(cfg: DictConfig, ckpt: dict[str, Any], ev: EvaluateConfig) -> dict[str, Any]:
-    """Generator metrics of `ckpt` (see the module docstring); writes metrics.json into
-    evaluate.out (default: beside the checkpoint, as for predictors) and returns it."""
+def run_generator(cfg: DictConfig, loaded: LoadedModel, ev: EvaluateConfig) -> dict[str, Any]:
+    """Generator metrics of the generator checkpoint `loaded` (see the module docstring); writes
+    metrics.json into evaluate.out (default: beside the checkpoint, as for predictors) and
+    returns it."""
     _check(ev)
     ckpt_path = str(required(cfg, "checkpoint"))
     url = cfg.get("store")
@@ -292,54 +286,46 @@ def run_generator(cfg: DictConfig, ckpt: dict[str, Any], ev: EvaluateConfig) -> 
             "was trained on)"
         )
     url = str(url)
-    device = pick_device(ev.device)
-    generator = checkpoint.restore_task(ckpt, device).inference_model().eval()
-    mcfg = ckpt["model_config"]
-    length = ev.length or int(mcfg.get("length", 16))
-    gen_names = [str(c) for c in ckpt.get("categories") or []]
+    device = loaded.device
+    length = ev.length or loaded.length
+    gen_names = loaded.categories
+    ours = (loaded.frame_size, loaded.channels)
     notes: list[str] = []
 
-    classifier = cls_names = None
+    classifier: LoadedModel | None = None
     if ev.classifier:
-        cls_ckpt = checkpoint.load(ev.classifier)
-        if cls_ckpt.get("model") != "video_classifier":
-            raise UsageError(
-                f"evaluate.classifier={ev.classifier} holds a {cls_ckpt.get('model')} model; "
-                "train one with `framecast train model=video_classifier store=...`"
-            )
-        ccfg = cls_ckpt["model_config"]
-        ours = (int(mcfg["frame_size"]), int(mcfg["channels"]))
-        theirs = (int(ccfg["frame_size"]), int(ccfg["channels"]))
+        classifier = load_model(
+            ev.classifier, device, want=("classifier",), stage="evaluate.classifier"
+        )
+        theirs = (classifier.frame_size, classifier.channels)
         if ours != theirs:
             raise UsageError(
                 f"evaluate.classifier={ev.classifier} takes {theirs[0]}x{theirs[0]}x{theirs[1]} "
                 f"frames, the generator makes {ours[0]}x{ours[0]}x{ours[1]}"
             )
-        classifier = checkpoint.restore_task(cls_ckpt, device).inference_model().eval()
-        cls_names = [str(c) for c in cls_ckpt.get("categories") or []]
     else:
+        families = ", ".join(families_of("classifier"))
         notes.append(
-            "accuracy, frechet_distance and acd_features skipped: no evaluate.classifier (train "
-            "one with `framecast train model=video_classifier store=...`)"
+            "accuracy, frechet_distance and acd_features skipped: no evaluate.classifier (a "
+            f"classifier checkpoint trained on the real data: {families})"
         )
 
-    test_fraction = float(ckpt.get("config", {}).get("trainer", {}).get("test_fraction", 0.1))
-    real, real_labels, real_names = _real(url, ev, length, test_fraction)
-    if real.shape[2:] != (int(mcfg["frame_size"]), int(mcfg["frame_size"]), int(mcfg["channels"])):
+    real, real_labels, real_names = _real(url, ev, length, loaded.test_fraction)
+    if real.shape[2:] != (ours[0], ours[0], ours[1]):
         raise UsageError(
             f"store={url}: frames {real.shape[2:]} do not match the generator's "
-            f"{mcfg['frame_size']}x{mcfg['frame_size']}x{mcfg['channels']}"
+            f"{ours[0]}x{ours[0]}x{ours[1]}"
         )
     if len(real) < 2:
         raise UsageError(f"store={url}: fewer than 2 clips of {length} frames in split {ev.split}")
-    fake, fake_cats = _generated(generator, ev, length)
-    del generator
+    with loaded.inference():
+        fake, fake_cats = _generated(loaded.model, ev, length)
 
     result: dict[str, Any] = {
         "stage": "evaluate",
         "checkpoint": ckpt_path,
-        "step": int(ckpt["step"]),
-        "model": ckpt["model"],
+        "step": loaded.step,
+        "model": loaded.family,
         "data": url,
         "split": ev.split,
         "videos": len(fake),
@@ -349,8 +335,8 @@ def run_generator(cfg: DictConfig, ckpt: dict[str, Any], ev: EvaluateConfig) -> 
         "classifier": ev.classifier,
         "i3d": ev.i3d,
         "acd": _pair(
-            average_content_distance(_float(fake, torch.device("cpu"))),
-            average_content_distance(_float(real, torch.device("cpu"))),
+            average_content_distance(to_model(fake)),
+            average_content_distance(to_model(real)),
         ),
         "shape_fill": None,
         "accuracy": None,
@@ -371,8 +357,9 @@ def run_generator(cfg: DictConfig, ckpt: dict[str, Any], ev: EvaluateConfig) -> 
         notes.append("shape_fill skipped: the store holds no shape-motion videos (source shapes)")
 
     if classifier is not None:
-        fo = classifier_outputs(classifier, fake, ev.batch_size, device)
-        ro = classifier_outputs(classifier, real, ev.batch_size, device)
+        with classifier.inference():
+            fo = classifier_outputs(classifier.model, fake, ev.batch_size, device)
+            ro = classifier_outputs(classifier.model, real, ev.batch_size, device)
         result["frechet_distance"] = frechet_distance(
             *feature_statistics(fo["features"]), *feature_statistics(ro["features"])
         )
@@ -381,7 +368,13 @@ def run_generator(cfg: DictConfig, ckpt: dict[str, Any], ev: EvaluateConfig) -> 
             average_content_distance(ro["frame_features"]),
         )
         result["accuracy"] = _accuracy(
-            fo["logits"], fake_cats, gen_names, ro["logits"], real_labels, real_names, cls_names
+            fo["logits"],
+            fake_cats,
+            gen_names,
+            ro["logits"],
+            real_labels,
+            real_names,
+            classifier.categories,
         )
         if result["accuracy"] is None:
             notes.append("accuracy skipped: an unconditional generator requests no category")
@@ -398,12 +391,9 @@ def run_generator(cfg: DictConfig, ckpt: dict[str, Any], ev: EvaluateConfig) -> 
 
     out = Path(ev.out) if ev.out else default_out(ckpt_path)
     out.mkdir(parents=True, exist_ok=True)
-    from pipeline.stages.generate import write_previews
-
     shown = max(1, min(ev.grid_sequences, len(fake)))
     result["files"] = write_previews(list(fake[:shown]), out, 8.0, stem="samples")
     write_result(cfg, result, str(out / "metrics.json"))
-    from pipeline.core.progress import summary
 
     rows: dict[str, Any] = {"acd (gen / real)": _fmt_pair(result["acd"])}
     if result["shape_fill"] is not None:
@@ -422,7 +412,7 @@ def run_generator(cfg: DictConfig, ckpt: dict[str, Any], ev: EvaluateConfig) -> 
         rows["frechet distance"] = f"{result['frechet_distance']:.4g}"
         rows["acd features"] = _fmt_pair(result["acd_features"])
     rows["fvd"] = "-" if result["fvd"] is None else f"{result['fvd']:.4g}"
-    summary(f"evaluate {ckpt['model']}: {len(fake)} generated vs {len(real)} real videos", rows)
+    summary(f"evaluate {loaded.family}: {len(fake)} generated vs {len(real)} real videos", rows)
     return result
 
 

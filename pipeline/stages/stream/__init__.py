@@ -2,7 +2,7 @@
 
 Three threads and two bounded buffers:
 
-    capture (PyAV, pipeline/video.py) ──► DropOldest queue ──► model (step + predict K) ──► page
+    capture (PyAV, pipeline/io/video.py) ──► DropOldest queue ──► model (step + predict K) ──► page
                                                                                       └──► record
 
 - capture decodes the source, resized to the model's frame size, and stamps each frame with
@@ -10,8 +10,9 @@ Three threads and two bounded buffers:
   cameras and live URLs pace themselves. A URL that breaks is reopened (`stream.reconnect`).
 - the queue holds at most `stream.queue` frames: when the model cannot keep up the oldest
   frames are dropped (and counted), so latency never grows with a backlog.
-- the model runs incrementally in this process (`model.stream(1)`: one encoder step per frame,
-  then a K-frame rollout), or against a running `framecast serve` (`stream.server=URL`).
+- the model runs incrementally in this process (a predictor checkpoint's live session,
+  `pipeline.runtime.inference.LocalSession`: one step per frame, then a K-frame rollout), or
+  against a running `framecast serve` (`stream.server=URL`, the same session over the wire).
 - the live page (stdlib HTTP server on 127.0.0.1:`stream.port`) shows the incoming frame and
   the next K predicted frames side by side, with fps, latency and drops; it polls /state.json
   and reloads the two images when a new frame is ready.
@@ -23,7 +24,6 @@ a page actually fetched, capture -> served to the page. `report=PATH` gets the p
 from __future__ import annotations
 
 import collections
-import contextlib
 import io
 import json
 import os
@@ -32,17 +32,25 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol
 
+import av
 import numpy as np
+import torch
 from omegaconf import DictConfig
 
 from pipeline.core.config import UsageError, required, typed, write_result
+from pipeline.core.errors import ServeClientError, VideoError
+from pipeline.core.stats import percentiles
+from pipeline.io.video import Decoder, is_live, source_kind, write_video
+from pipeline.runtime.client import Client
+from pipeline.runtime.inference import LocalSession, load_model
+from pipeline.stages.stream.page import PAGE
 
 
 @dataclass
@@ -115,89 +123,14 @@ class DropOldestQueue:
             return len(self._items)
 
 
-# --------------------------------------------------------------------------- latency statistics
-def percentiles(values: list[float] | np.ndarray) -> dict[str, float | None]:
-    """p50/p95/p99/mean/max of `values` (None when empty), rounded to 0.01."""
-    a = np.asarray(values, dtype=np.float64)
-    if a.size == 0:
-        return {"p50": None, "p95": None, "p99": None, "mean": None, "max": None, "n": 0}
-    p50, p95, p99 = np.percentile(a, [50, 95, 99])
-    return {
-        "p50": round(float(p50), 3),
-        "p95": round(float(p95), 3),
-        "p99": round(float(p99), 3),
-        "mean": round(float(a.mean()), 3),
-        "max": round(float(a.max()), 3),
-        "n": int(a.size),
-    }
-
-
 # --------------------------------------------------------------------------- predictors
 class FramePredictor(Protocol):
-    """One live session: push a uint8 (H, W, C) frame, get the next K frames (K, H, W, C)."""
+    """One live session: push a uint8 (H, W, C) frame, get the next K frames (K, H, W, C).
+    `LocalSession` (a checkpoint in this process) and the serve client's `RemoteSession`."""
 
     def push(self, frame: np.ndarray, horizon: int) -> np.ndarray: ...
 
     def close(self) -> None: ...
-
-
-class LocalPredictor:
-    """A predictor checkpoint's `stream(1)` session in this process."""
-
-    def __init__(self, model: Any, device: Any) -> None:
-        import torch
-
-        self.torch = torch
-        self.model, self.device = model, device
-        self.session = model.stream(1)
-
-    def push(self, frame: np.ndarray, horizon: int) -> np.ndarray:
-        torch = self.torch
-        x = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device)
-        x = x.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
-        # oneDNN's LSTM reorders its weights on every call: ~20x slower than the native kernel
-        # for one step at batch 1 (38 ms vs 2 ms at 512 units on this CPU)
-        with torch.no_grad(), native_lstm():
-            self.session.step(x)
-            pred = self.session.predict(horizon)[0]  # (K, C, H, W)
-        out = pred.float().clamp_(0, 1).mul_(255.0).round_().to(torch.uint8)
-        return out.permute(0, 2, 3, 1).cpu().numpy()
-
-    def close(self) -> None:
-        self.session = None
-
-
-@contextlib.contextmanager
-def native_lstm() -> Iterator[None]:
-    """Run CPU LSTMs on PyTorch's native kernel instead of oneDNN's (restored after)."""
-    import torch
-
-    prev = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = prev
-
-
-def load_predictor(ckpt_path: str, device_name: str = "auto") -> tuple[Any, Any, dict[str, Any]]:
-    """(model in eval mode, torch device, model config) of a predictor checkpoint."""
-    from pipeline.runtime import checkpoint
-    from pipeline.stages.evaluate import pick_device
-
-    ckpt = checkpoint.load(ckpt_path)
-    device = pick_device(device_name)
-    model = checkpoint.restore_task(ckpt, device).inference_model().eval()
-    if not hasattr(model, "stream"):
-        raise UsageError(
-            f"checkpoint={ckpt_path}: a {ckpt.get('model')} model has no live stream() "
-            "(stream needs a predictor checkpoint, e.g. lstm_autoencoder or hierarchical)"
-        )
-    try:
-        model.stream(1)
-    except ValueError as e:  # e.g. decoders='reconstruct': no future predictor
-        raise UsageError(f"checkpoint={ckpt_path}: {e}") from None
-    return model, device, dict(ckpt["model_config"])
 
 
 # --------------------------------------------------------------------------- sources
@@ -224,8 +157,6 @@ def camera_source(source: str) -> str:
 
 def check_source(source: str) -> None:
     """A clear UsageError for a camera or file that does not exist (before opening it)."""
-    from pipeline.io.video import source_kind
-
     kind = source_kind(source)
     if source.startswith("/dev/video") and not os.path.exists(source):
         cams = sorted(str(p) for p in Path("/dev").glob("video*")) if os.path.isdir("/dev") else []
@@ -308,8 +239,6 @@ class Streamer:
 
     # ----------------------------------------------------------------- lifecycle
     def _open(self) -> Any:
-        from pipeline.io.video import Decoder, VideoError
-
         check_source(self.source)
         try:
             return Decoder(
@@ -362,8 +291,6 @@ class Streamer:
 
     # ----------------------------------------------------------------- capture
     def _pace(self) -> bool:
-        from pipeline.io.video import is_live
-
         if not self.opt.realtime:
             return False
         # cameras and live protocols deliver at their own pace; files and filter sources
@@ -371,8 +298,6 @@ class Streamer:
         return self.source.startswith("lavfi:") or not is_live(self.source)
 
     def _capture_loop(self) -> None:
-        from pipeline.io.video import source_kind
-
         dec = self._decoder
         pace = self._pace()
         period = 1.0 / (self.fps_source or 30.0)
@@ -478,8 +403,6 @@ class Streamer:
 
     # ----------------------------------------------------------------- recording
     def _start_recorder(self) -> None:
-        from pipeline.io.video import write_video
-
         self._record_q = queue.Queue(maxsize=512)
         fps = self.fps_source or 30.0
         path = str(self.opt.record)
@@ -611,8 +534,6 @@ def encode_jpeg(rgb: np.ndarray, quality: int = 85) -> bytes:
 
 
 def _encode_jpeg_av(rgb: np.ndarray) -> bytes:
-    import av
-
     h, w = rgb.shape[:2]
     ctx = av.CodecContext.create("mjpeg", "w")
     ctx.width, ctx.height, ctx.pix_fmt = w + w % 2, h + h % 2, "yuvj420p"
@@ -627,8 +548,6 @@ def _encode_jpeg_av(rgb: np.ndarray) -> bytes:
 
 
 def _page_handler(streamer: Streamer) -> type[BaseHTTPRequestHandler]:
-    from pipeline.stages.stream.page import PAGE
-
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             pass
@@ -666,34 +585,28 @@ def _page_handler(streamer: Streamer) -> type[BaseHTTPRequestHandler]:
 
 
 # --------------------------------------------------------------------------- the stage
-def make_predictor(
-    cfg: DictConfig, s: StreamConfig
-) -> tuple[FramePredictor, int, int, Callable[[], None]]:
-    """(predictor, frame size, channels, cleanup) for `checkpoint=` or `stream.server=`."""
+def make_predictor(cfg: DictConfig, s: StreamConfig) -> tuple[FramePredictor, int, int]:
+    """(predictor, frame size, channels) for `checkpoint=` or `stream.server=`."""
     if s.server:
-        from pipeline.serve.app import Client, ServeClientError
-
         token = s.token or os.environ.get("FRAMECAST_TOKEN")
         client = Client(s.server, token=token)
         try:
             session = client.session()
         except ServeClientError as e:
             raise UsageError(f"stream.server={s.server}: {e}") from None
-        return session, session.frame_size, session.channels, lambda: None
+        return session, session.frame_size, session.channels
     ckpt_path = str(required(cfg, "checkpoint"))
     if s.threads:
-        import torch
-
         torch.set_num_threads(s.threads)
-    model, device, mcfg = load_predictor(ckpt_path, s.device)
-    size, channels = int(mcfg.get("frame_size", 64)), int(mcfg.get("channels", 1))
-    return LocalPredictor(model, device), size, channels, lambda: None
+    # a generator or classifier checkpoint stops here, before any source is opened
+    loaded = load_model(ckpt_path, s.device, want=("predictor",), stage="stream")
+    return LocalSession(loaded), loaded.frame_size, loaded.channels
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     s = typed(cfg.stream, StreamConfig, "stream")
     source = str(required(cfg, "source"))
-    predictor, size, channels, cleanup = make_predictor(cfg, s)
+    predictor, size, channels = make_predictor(cfg, s)
     streamer = Streamer(source, predictor, size, channels, s)
     streamer.start()
     limits = []
@@ -715,8 +628,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         streamer.stop()
         result = streamer.result(time.perf_counter() - streamer._t0)
         streamer.close_page()
-    finally:
-        cleanup()
+        predictor.close()  # a server's session ends now, not when it expires
     if result["capture_error"] and result["frames_processed"] == 0:
         raise UsageError(result["capture_error"])
     write_result(cfg, result, None)

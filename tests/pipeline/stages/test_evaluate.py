@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.runtime import checkpoint
+from models import build_task
+from models.mocogan import MoCoGANTask
 from pipeline.cli import main
+from pipeline.io.video import decode_frames
+from pipeline.runtime import checkpoint
 
 CONTEXT, HORIZON, SIZE = 4, 3, 16
 
@@ -103,8 +106,6 @@ def test_evaluate_store_uses_the_held_out_split(tiny_ckpt: Path, tiny_store: str
 def test_predict_writes_side_by_side_video(
     tiny_ckpt: Path, tiny_store: str, tmp_path: Path
 ) -> None:
-    from pipeline.io.video import decode_frames
-
     out = tmp_path / "pred.mp4"
     args = [
         "predict",
@@ -149,3 +150,32 @@ def test_a_pickle_is_not_loaded_as_a_checkpoint(tmp_path: Path) -> None:
     evil = tmp_path / "evil.pt"
     evil.write_bytes(pickle.dumps({"format": "framecast-checkpoint/1", "x": object()}))
     assert main(["evaluate", f"checkpoint={evil}", "store=x"]) == 2
+
+
+def test_evaluate_takes_predictors_and_generators_only(
+    tiny_store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A classifier checkpoint, or a generator as evaluate.baseline: one line naming the
+    checkpoint, its family and what is taken."""
+    torch.manual_seed(0)
+    cls = build_task("video_classifier", frame_size=SIZE, length=4, num_categories=2, width=4)
+    cls_path = tmp_path / "cls.pt"
+    checkpoint.save(cls_path, cls, cls.make_optimizers(), 1, {})
+    capsys.readouterr()
+    assert main(["evaluate", f"checkpoint={cls_path}", f"store={tiny_store}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(cls_path) in err[0] and "video_classifier" in err[0]
+    assert "evaluate takes a predictor or a generator" in err[0]
+
+    lstm = build_task("lstm_autoencoder", frame_size=SIZE, hidden=8, context=CONTEXT, horizon=2)
+    pred = tmp_path / "pred.pt"
+    checkpoint.save(pred, lstm, lstm.make_optimizers(), 1, {})
+    gen = MoCoGANTask(frame_size=SIZE, length=4, dim_content=4, dim_motion=4, dim_noise=2,
+                      gen_channels=4, disc_channels=4)  # fmt: skip
+    gen_path = tmp_path / "gen.pt"
+    checkpoint.save(gen_path, gen, gen.make_optimizers(), 1, {})
+    args = ["evaluate", f"checkpoint={pred}", f"store={tiny_store}"]
+    assert main([*args, f"evaluate.baseline={gen_path}", f"evaluate.out={tmp_path}/ev"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(gen_path) in err[0] and "mocogan" in err[0]
+    assert "evaluate.baseline takes a predictor" in err[0]

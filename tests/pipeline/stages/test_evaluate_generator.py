@@ -16,10 +16,23 @@ import torch
 
 from models import build_task
 from models.metrics import average_content_distance, feature_statistics, frechet_distance
+from models.mocogan import MoCoGANTask
 from models.video_classifier import VideoClassifier, VideoClassifierConfig, VideoClassifierTask
-from pipeline.runtime import checkpoint
 from pipeline.cli import main
-from pipeline.stages.evaluate.generator import _accuracy, i3d_features
+from pipeline.datasets.shapes import generate as shapes
+from pipeline.io.store import FrameStore
+from pipeline.runtime import checkpoint
+from pipeline.runtime.inference import load_model
+from pipeline.runtime.sampling import sample_videos
+from pipeline.stages.evaluate.common import EvaluateConfig
+from pipeline.stages.evaluate.generator import (
+    _accuracy,
+    _generated,
+    _store_shapes,
+    i3d_features,
+    load_i3d,
+    shape_fill_metrics,
+)
 from pipeline.stages.train import make_update
 
 
@@ -221,8 +234,6 @@ def scripted_i3d(path: Path) -> Path:
 
 
 def test_i3d_feature_path_untrained(tmp_path):
-    from pipeline.stages.evaluate.generator import load_i3d
-
     net = load_i3d(str(scripted_i3d(tmp_path / "i3d.pt")), torch.device("cpu"))
     rng = np.random.default_rng(0)
     videos = rng.integers(0, 256, (6, 4, 8, 8, 1), dtype=np.uint8)  # gray: repeated to RGB
@@ -243,9 +254,6 @@ def test_i3d_feature_path_untrained(tmp_path):
 def shapes_setup(tmp_path):
     """A tiny labelled shapes store (16x16, 8 frames), a conditional MoCoGAN checkpoint and a
     classifier checkpoint trained for a few steps, both with the store's categories."""
-    from models.mocogan import MoCoGANTask
-    from pipeline.datasets.shapes import generate as shapes
-    from pipeline.io.store import FrameStore
 
     url = str(tmp_path / "shapes.zarr")
     store = FrameStore.create(url)
@@ -309,8 +317,6 @@ def test_evaluate_generator_metrics_json(shapes_setup, tmp_path):
 
 
 def test_shape_fill_metrics_generated_beside_real(tmp_path):
-    from pipeline.datasets.shapes import generate as shapes
-    from pipeline.stages.evaluate.generator import shape_fill_metrics
 
     real = np.stack([f for _, f, _ in shapes(16, 4, size=32, seed=1, radius=(0.2, 0.3))])
     same = shape_fill_metrics(real, real)
@@ -338,8 +344,6 @@ def test_shape_fill_metrics_generated_beside_real(tmp_path):
 
 
 def test_shape_fill_metrics_by_requested_shape():
-    from pipeline.datasets.shapes import generate as shapes
-    from pipeline.stages.evaluate.generator import shape_fill_metrics
 
     videos = list(shapes(16, 4, size=32, seed=2, radius=(0.2, 0.3)))
     real = np.stack([f for _, f, _ in videos])
@@ -359,10 +363,6 @@ def test_shape_fill_metrics_by_requested_shape():
 
 
 def test_evaluate_a_shape_conditional_generator_by_requested_shape(tmp_path):
-    from models.mocogan import MoCoGANTask
-    from pipeline.datasets.shapes import generate as shapes
-    from pipeline.stages.evaluate.generator import _store_shapes
-    from pipeline.io.store import FrameStore
 
     url = str(tmp_path / "sm.zarr")
     store = FrameStore.create(url)
@@ -396,7 +396,6 @@ def test_evaluate_a_shape_conditional_generator_by_requested_shape(tmp_path):
 
 
 def test_evaluate_generator_notes_a_store_without_shapes(shapes_setup, tmp_path):
-    from pipeline.io.store import FrameStore
 
     url, gen_path, _ = shapes_setup
     other = str(tmp_path / "other.zarr")
@@ -410,6 +409,19 @@ def test_evaluate_generator_notes_a_store_without_shapes(shapes_setup, tmp_path)
     assert m["shape_fill"] is None and any("shape_fill" in n for n in m["notes"])
 
 
+def test_evaluate_samples_the_videos_generate_makes(shapes_setup):
+    """evaluate's generated videos are videos 0..N-1 of the run seeded evaluate.seed (as
+    `framecast generate` makes them), video i asking for category i mod K, whatever the batch."""
+    _, gen_path, _ = shapes_setup
+    loaded = load_model(gen_path, "cpu", want=("generator",))
+    ev = EvaluateConfig(num_videos=7, batch_size=3, seed=4)
+    videos, cats = _generated(loaded.model, ev, 5)
+    assert cats == [i % 6 for i in range(7)]
+    assert videos.dtype == np.uint8 and videos.shape == (7, 5, 16, 16, 3)
+    want = sample_videos(loaded.model, 4, 0, 7, 5, cats)  # one batch
+    assert np.abs(videos.astype(int) - want.astype(int)).max() <= 1
+
+
 def test_evaluate_generator_usage_errors(shapes_setup, tmp_path, capsys):
     url, gen_path, cls_path = shapes_setup
     base = ["evaluate", f"checkpoint={gen_path}", f"evaluate.out={tmp_path / 'x'}"]
@@ -417,7 +429,9 @@ def test_evaluate_generator_usage_errors(shapes_setup, tmp_path, capsys):
     assert main(base) == 2
     assert "store=URL" in capsys.readouterr().err
     assert main([*base, f"store={url}", f"evaluate.classifier={gen_path}"]) == 2
-    assert "video_classifier" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "video_classifier" in err and "evaluate.classifier takes a classifier" in err
     state = tmp_path / "state.pt"
     torch.save(TinyI3D().state_dict(), state)
     assert main([*base, f"store={url}", f"evaluate.i3d={state}", "evaluate.num_videos=2"]) == 2

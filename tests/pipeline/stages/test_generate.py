@@ -18,9 +18,13 @@ import torch
 
 from models import build_task
 from models.mocogan import MoCoGANTask
-from pipeline.runtime import checkpoint
 from pipeline.cli import main
-from pipeline.stages.generate import read_video, sample_videos, video_seed
+from pipeline.core.frames import to_uint8
+from pipeline.io.previews import read_video
+from pipeline.io.store import FrameStore
+from pipeline.runtime import checkpoint
+from pipeline.runtime.inference import load_model
+from pipeline.runtime.sampling import code_ids, sample_videos, video_seed
 
 SIZE, LENGTH = 16, 4
 TINY = dict(
@@ -73,7 +77,7 @@ def manifest(out: Path) -> list[dict]:
 
 
 def generator_of(ckpt: Path):
-    return checkpoint.restore_task(checkpoint.load(ckpt)).inference_model().eval()
+    return load_model(ckpt, "cpu", want=("generator",)).model
 
 
 @pytest.fixture(scope="module")
@@ -121,11 +125,10 @@ def test_same_seed_same_videos(ckpt, tmp_path):
     vc = np.stack([np.load(c / f"video_{i:06d}.npy") for i in range(5)])
     assert not np.array_equal(va, vc)
     assert len({v.tobytes() for v in va}) == 5  # different videos within a run
-    # Video i is Generator.sample(1, T, seed=video_seed(S, i)), whatever the batching.
+    # Video i is Generator.sample(1, T, seed=S, start=i), whatever the batching.
     gen = generator_of(ckpt)
     for i in (0, 4):
-        video, _ = gen.sample(1, LENGTH, seed=video_seed(11, i))
-        u8 = (video[0].permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
+        u8 = to_uint8(gen.sample(1, LENGTH, seed=11, start=i)[0])
         assert np.abs(u8.astype(int) - va[i]).max() <= 1
 
 
@@ -147,8 +150,7 @@ def test_an_ema_checkpoint_generates_with_the_averaged_weights(tmp_path):
     generate(path, out, 2, "generate.format=npy", "generate.seed=5")
     got = np.load(out / "video_000001.npy")
     for net, same in ((average, True), (online, False)):
-        video, _ = net.eval().sample(1, LENGTH, seed=video_seed(5, 1))
-        u8 = (video[0].permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
+        u8 = to_uint8(net.eval().sample(1, LENGTH, seed=5, start=1)[0])
         assert (np.abs(u8.astype(int) - got).max() <= 1) == same
 
 
@@ -163,17 +165,16 @@ def test_fix_content_and_fix_motion(ckpt, tmp_path):
         rows = manifest(out)
         ids = [(r["content_id"], r["motion_id"]) for r in rows]
         expect = [(0, i) for i in range(n)] if fix == "content" else [(i, 0) for i in range(n)]
-        assert ids == expect
+        assert ids == expect == [code_ids(i, fix) for i in range(n)]
         seen.clear()
-        videos, _ = sample_videos(gen, 5, LENGTH, [c for c, _ in ids], [m for _, m in ids])
+        videos = sample_videos(gen, 5, 0, n, LENGTH, fix=fix)  # uint8 (n, T, H, W, C)
         z = seen[0].view(n, LENGTH, -1)  # [z_C, z_M(t)] per video and frame
         content, motion = z[..., :dc], z[..., dc:]
         same_content = torch.allclose(content, content[:1].expand_as(content))
         same_motion = torch.allclose(motion, motion[:1].expand_as(motion))
         assert (same_content, same_motion) == ((True, False) if fix == "content" else (False, True))
         files = np.stack([np.load(out / r["path"]) for r in rows])
-        u8 = (videos.permute(0, 1, 3, 4, 2) * 255).round().to(torch.uint8).numpy()
-        assert np.abs(files.astype(int) - u8).max() <= 1
+        assert np.abs(files.astype(int) - videos.astype(int)).max() <= 1
         assert len({f.tobytes() for f in files}) == n  # one content, n motions (or reverse)
     hook.remove()
     # Video 0 is the same with or without fix (draw 0 is the shared one).
@@ -216,7 +217,10 @@ def test_usage_errors(ckpt, cond_ckpt, tmp_path, capsys):
     task = build_task("video_classifier", frame_size=8, length=4, num_categories=2, width=4)
     cls = tmp_path / "cls.pt"
     checkpoint.save(cls, task, task.make_optimizers(), 1, {})
-    assert "needs a generator" in fails(f"checkpoint={cls}")
+    # one line: the checkpoint, its family and kind, and what generate takes
+    err = fails(f"checkpoint={cls}")
+    assert len(err.strip().splitlines()) == 1
+    assert str(cls) in err and "video_classifier" in err and "takes a generator" in err
     lstm = build_task("lstm_autoencoder", frame_size=SIZE, hidden=8, context=3, horizon=2)
     pred = tmp_path / "pred.pt"
     checkpoint.save(pred, lstm, lstm.make_optimizers(), 1, {})
@@ -309,8 +313,6 @@ def test_predictor_rollouts(tiny_store, tmp_path):
         pred, out, 3, f"store={tiny_store}", "generate.length=9", "generate.format=npy"
     )
     assert result["kind"] == "predictor" and result["context"] == 4
-    from pipeline.io.store import FrameStore
-
     store = FrameStore.open(tiny_store)
     rows = manifest(out)
     assert {r["source"] for r in rows} <= {"v4", "v5"}  # the test split

@@ -17,17 +17,20 @@ import pytest
 import torch
 
 from models.lstm_autoencoder import LSTMAutoencoderTask
-from pipeline.runtime import checkpoint
+from models.mocogan import MoCoGANTask
 from pipeline.cli import main
 from pipeline.core.config import UsageError
+from pipeline.core.frames import to_model, to_uint8
+from pipeline.core.stats import percentiles
+from pipeline.io.video import frame_count
+from pipeline.runtime import checkpoint
+from pipeline.runtime.inference import LocalSession, load_model
 from pipeline.stages.stream import (
     DropOldestQueue,
-    LocalPredictor,
     StreamConfig,
     Streamer,
+    _encode_jpeg_av,
     camera_source,
-    load_predictor,
-    percentiles,
 )
 
 SRC = "lavfi:testsrc2=size=320x240:rate=30"
@@ -41,6 +44,11 @@ def tiny_ckpt(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("stream") / "tiny.pt"
     checkpoint.save(path, task, task.make_optimizers(), 1, {})
     return str(path)
+
+
+def session(ckpt: str) -> LocalSession:
+    """The live session `framecast stream checkpoint=CKPT` runs, on the CPU."""
+    return LocalSession(load_model(ckpt, "cpu", want=("predictor",)))
 
 
 # --------------------------------------------------------------------------- units
@@ -90,16 +98,16 @@ def test_percentiles_and_camera_names() -> None:
         assert camera_source("1") == "/dev/video1"
 
 
-def test_local_predictor_matches_model_predict(tiny_ckpt: str) -> None:
-    model, device, _ = load_predictor(tiny_ckpt, "cpu")
+def test_local_session_matches_model_predict(tiny_ckpt: str) -> None:
     frames = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 1), dtype=np.uint8)
-    p = LocalPredictor(model, device)
+    p = session(tiny_ckpt)
     for f in frames:
         out = p.push(f, 3)
-    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255)[None]
-    want = (model.predict(x, 3)[0].clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1)
+    model = p.loaded.model
+    with torch.no_grad():
+        want = to_uint8(model.predict(to_model(frames)[None], 3)[0])
     assert out.shape == (3, 16, 16, 1)
-    assert np.abs(out.astype(int) - want.numpy().astype(int)).max() <= 1
+    assert np.abs(out.astype(int) - want.astype(int)).max() <= 1
 
 
 # --------------------------------------------------------------------------- stream runs
@@ -111,12 +119,9 @@ def get(url: str) -> tuple[int, dict[str, str], bytes]:
 def test_stream_report_record_and_page(tiny_ckpt: str, tmp_path: Path) -> None:
     """A bounded stream from testsrc2: page frames over HTTP while it runs, the report's keys,
     and a recording with one frame per processed frame."""
-    from pipeline.io.video import frame_count
-
-    model, device, _ = load_predictor(tiny_ckpt, "cpu")
     rec = tmp_path / "live.mp4"
     opts = StreamConfig(horizon=3, port=0, max_frames=60, record=str(rec), scale=2)
-    st = Streamer(SRC, LocalPredictor(model, device), 16, 1, opts).start()
+    st = Streamer(SRC, session(tiny_ckpt), 16, 1, opts).start()
     pages: dict[str, object] = {}
 
     def poll() -> None:
@@ -166,15 +171,15 @@ def test_stream_report_record_and_page(tiny_ckpt: str, tmp_path: Path) -> None:
 
 def test_stream_drops_oldest_when_model_is_slow(tiny_ckpt: str) -> None:
     """A model slower than the source: the queue stays bounded and drops are counted."""
-    model, device, _ = load_predictor(tiny_ckpt, "cpu")
 
-    class Slow(LocalPredictor):
+    class Slow(LocalSession):
         def push(self, frame: np.ndarray, horizon: int) -> np.ndarray:
             time.sleep(0.1)  # 10 fps against a 30 fps source
             return super().push(frame, horizon)
 
     opts = StreamConfig(horizon=2, page=False, max_frames=30, queue=2)
-    res = Streamer(SRC, Slow(model, device), 16, 1, opts).start().wait()
+    slow = Slow(load_model(tiny_ckpt, "cpu", want=("predictor",)))
+    res = Streamer(SRC, slow, 16, 1, opts).start().wait()
     assert res["frames_dropped"] > 5
     assert res["frames_processed"] + res["frames_dropped"] == 30
     assert res["latency_ms"]["queue"]["max"] < 600  # bounded: never a growing backlog
@@ -209,9 +214,23 @@ def test_stream_clear_errors(tiny_ckpt: str, tmp_path: Path, capsys) -> None:
     assert main(["stream", f"checkpoint={tiny_ckpt}", f"source={bad}"]) == 2
     assert "cannot open" in capsys.readouterr().err
     assert main(["stream", f"source='{SRC}'"]) == 2  # no checkpoint, no server
-    model, device, _ = load_predictor(tiny_ckpt, "cpu")
     with pytest.raises(UsageError, match="record"):
-        Streamer(SRC, LocalPredictor(model, device), 16, 1, StreamConfig(record="x.txt"))
+        Streamer(SRC, session(tiny_ckpt), 16, 1, StreamConfig(record="x.txt"))
+
+
+def test_stream_refuses_a_generator_in_one_line(tmp_path: Path, capsys) -> None:
+    """A generator checkpoint is refused before any source is opened (the camera here does not
+    exist: the checkpoint's kind is what the one line is about)."""
+    torch.manual_seed(0)
+    task = MoCoGANTask(frame_size=16, length=4, dim_content=4, dim_motion=4, dim_noise=2,
+                       gen_channels=4, disc_channels=4)  # fmt: skip
+    gen = tmp_path / "gen.pt"
+    checkpoint.save(gen, task, task.make_optimizers(), 1, {})
+    capsys.readouterr()
+    assert main(["stream", f"checkpoint={gen}", "source=/dev/video97"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert str(gen) in err[0] and "mocogan" in err[0] and "takes a predictor" in err[0]
 
 
 # --------------------------------------------------------------------------- browser
@@ -227,9 +246,8 @@ def test_live_page_in_headless_chromium(tiny_ckpt: str) -> None:
         pytest.skip("chromium or playwright not installed")
     from playwright.sync_api import sync_playwright
 
-    model, device, _ = load_predictor(tiny_ckpt, "cpu")
     opts = StreamConfig(horizon=3, port=0, seconds=20, scale=4)
-    st = Streamer(SRC, LocalPredictor(model, device), 16, 1, opts).start()
+    st = Streamer(SRC, session(tiny_ckpt), 16, 1, opts).start()
     done: dict[str, object] = {}
     t = threading.Thread(target=lambda: done.update(st.wait()), daemon=True)
     t.start()
@@ -276,7 +294,5 @@ def _has_playwright() -> bool:
 
 
 def test_jpeg_without_pillow_uses_ffmpeg() -> None:
-    from pipeline.stages.stream import _encode_jpeg_av
-
     data = _encode_jpeg_av(np.full((32, 48, 3), 200, np.uint8))
     assert data[:2] == b"\xff\xd8" and data[-2:] == b"\xff\xd9"
