@@ -105,6 +105,17 @@ class StructurePredictor(Predictor, Protocol):
 
 
 @runtime_checkable
+class MotionPredictor(Predictor, Protocol):
+    """A predictor that can show how it predicted: a motion-compensated head's flow and mask."""
+
+    def explain(self, observed: Tensor, horizon: int) -> dict[str, Tensor]:
+        """predict(), with how: {"frames" (B, S, C, H, W), and for a motion-compensated head
+        "flow" (B, S, 2, H, W) in pixels (where each pixel is sampled from in the previous
+        frame) and "mask" (B, S, 1, H, W) (1: new appearance, 0: the moved previous frame)}."""
+        ...
+
+
+@runtime_checkable
 class Generator(Protocol):
     """A video generator whose videos are indexed within a seeded run."""
 

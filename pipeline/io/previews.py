@@ -38,6 +38,24 @@ def rgb(frames: np.ndarray) -> np.ndarray:
     return np.repeat(frames, 3, axis=-1) if frames.shape[-1] == 1 else frames
 
 
+def flow_to_rgb(flow: np.ndarray, max_px: float | None = None) -> np.ndarray:
+    """Flows (..., 2, H, W) in pixels -> uint8 (..., H, W, 3) in the usual optical-flow colours:
+    hue = direction, saturation = magnitude (white: no motion), full saturation at `max_px`
+    (default: the largest magnitude shown, at least 1 px)."""
+    dx, dy = flow[..., 0, :, :], flow[..., 1, :, :]
+    magnitude = np.hypot(dx, dy)
+    scale = (
+        max(float(magnitude.max()) if magnitude.size else 0.0, 1.0) if max_px is None else max_px
+    )
+    hue = (np.arctan2(dy, dx) / (2 * np.pi)) % 1.0  # (..., H, W) in [0, 1)
+    sat = np.clip(magnitude / scale, 0.0, 1.0)
+    # HSV (value 1) -> RGB: channel k is 1 - s * clip(|6h - offset_k| ... ) in the hexcone
+    k = (np.stack([5.0, 3.0, 1.0], axis=-1) + hue[..., None] * 6.0) % 6.0
+    chroma = np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
+    out = 1.0 - sat[..., None] * chroma
+    return (out * 255).round().astype(np.uint8)
+
+
 def write_png(path: Path, image: np.ndarray) -> None:
     """A uint8 (H, W, 3) or (H, W, 1) image as PNG, encoded by PyAV's png encoder."""
     image = np.ascontiguousarray(rgb(image))

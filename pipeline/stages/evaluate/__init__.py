@@ -3,7 +3,8 @@
 Sequences come from the held-out split of a store (`store=URL`) or from an npy file in the
 `mnist_test_seq.npy` layout (`data=npy data.path=FILE`). The first `evaluate.context` frames are
 observed and the next `evaluate.horizon` are predicted. Writes `metrics.json`, a per-step plot
-(PNG) and a grid of observed | true | predicted frames (PNG and GIF) into `evaluate.out`.
+(PNG) and a grid of observed | true | predicted frames (PNG and GIF) into `evaluate.out`; for a
+motion-compensated predictor also `motion.png`, its predicted flows and masks.
 
 Every metric of `models.metrics.MetricAccumulator` is reported per step, sharpness (gradient
 energy of the predictions over that of the truth, < 1 = blur) included. Long horizons: set
@@ -29,12 +30,12 @@ import torch
 from omegaconf import DictConfig
 
 from models.metrics import MetricAccumulator, PCKAccumulator, copy_last_baseline
-from models.protocols import StructurePredictor
+from models.protocols import MotionPredictor, StructurePredictor
 from pipeline.core.config import UsageError, existing_path, required, typed, write_result
 from pipeline.core.frames import to_model, to_uint8
 from pipeline.core.progress import progress, summary
 from pipeline.io.loader import ClipDataset
-from pipeline.io.previews import rgb, write_png
+from pipeline.io.previews import flow_to_rgb, rgb, write_png
 from pipeline.io.video import write_video
 from pipeline.runtime.inference import LoadedModel, load_model
 from pipeline.stages.evaluate.common import EvaluateConfig, default_out
@@ -217,6 +218,13 @@ def run(cfg: DictConfig) -> dict:
     if grid:
         _sample_grid(grid, context, out)
         files.update(grid_png=str(out / "samples.png"), grid_gif=str(out / "samples.gif"))
+        if isinstance(model, MotionPredictor):
+            with loaded.inference():
+                observed = to_model(np.stack([true[:context] for true, _ in grid]), device)
+                shown = model.explain(observed, horizon)
+            if "flow" in shown:
+                _motion_grid(grid, shown, out / "motion.png")
+                files["motion_png"] = str(out / "motion.png")
     try:
         import matplotlib  # noqa: F401 - plots need it; a bare GPU host may not have it
     except ImportError:
@@ -327,6 +335,21 @@ def _sample_grid(grid: list[tuple[np.ndarray, np.ndarray]], context: int, out: P
             tiles.append(np.concatenate([rgb(true[t]), _sep(true[t]), rgb(p)], axis=1))
         gif_frames.append(np.concatenate(tiles, axis=0))
     write_video(str(out / "samples.gif"), np.stack(gif_frames), fps=4)
+
+
+def _motion_grid(
+    grid: list[tuple[np.ndarray, np.ndarray]], shown: dict[str, torch.Tensor], path: Path
+) -> None:
+    """PNG of how a motion-compensated head predicted: per sequence a row of predicted frames,
+    a row of its flows (hue: direction, saturation: magnitude; one scale for the whole image)
+    and a row of its masks (white: new appearance, black: the moved previous frame)."""
+    flows = shown["flow"].float().cpu().numpy()  # (N, S, 2, H, W)
+    masks = to_uint8(shown["mask"].float())  # (N, S, H, W, 1)
+    colours = flow_to_rgb(flows, max(float(np.hypot(flows[:, :, 0], flows[:, :, 1]).max()), 1.0))
+    rows = []
+    for k, (_, pred) in enumerate(grid):
+        rows += [_strip(pred), _strip(colours[k]), _strip(masks[k])]
+    write_png(path, np.concatenate(rows, axis=0))
 
 
 def _sep(frame: np.ndarray, width: int = 2) -> np.ndarray:
