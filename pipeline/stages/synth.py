@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from pipeline.core.config import UsageError, existing_path, required, typed, write_result
 from pipeline.core.progress import progress, summary
+from pipeline.datasets import textures
 from pipeline.io.store import FrameStore
 
 
@@ -53,6 +54,18 @@ class StickFiguresConfig:
     name: str = "stick_figures"
     size: int = 64
     test_fraction: float = 0.1
+
+
+@dataclass
+class TexturesConfig:
+    name: str = "textures"
+    size: int = 64
+    channels: int = 3  # 3 = RGB, 1 = gray
+    test_fraction: float = 0.1
+    max_pan: float = 2.0  # frame pixels per frame
+    max_zoom: float = 0.02  # relative scale change per frame
+    objects: list[int] = field(default_factory=lambda: [0, 2])  # [min, max] objects per video
+    object_radius: list[float] = field(default_factory=lambda: [0.1, 0.2])  # [min, max] x size
 
 
 @dataclass
@@ -98,6 +111,10 @@ def _iter_shard(shard: Shard) -> Iterator[Video]:
         from pipeline.datasets.stick_figures import generate as generate_figures
 
         return generate_figures(
+            shard.stop, shard.length, split=shard.split, seed=shard.seed, start=shard.start, **opts
+        )
+    if shard.data == "textures":
+        return textures.generate(
             shard.stop, shard.length, split=shard.split, seed=shard.seed, start=shard.start, **opts
         )
     from pipeline.datasets.moving_mnist import iter_npy_sequences
@@ -190,6 +207,28 @@ def _shards(cfg: DictConfig, synth: SynthConfig) -> list[Shard]:
             raise UsageError(f"data.test_fraction={figures.test_fraction}: must be in [0, 1)")
         return _split_shards(
             name, synth.num_videos, figures.test_fraction, synth, size=figures.size
+        )
+    if name == "textures":
+        tex = typed(cfg.data, TexturesConfig, "data")
+        if not 0.0 <= tex.test_fraction < 1.0:
+            raise UsageError(f"data.test_fraction={tex.test_fraction}: must be in [0, 1)")
+        try:  # each message starts with the key: "objects=[3, 1]: ..."
+            objects, radius = textures.check_options(
+                tex.size, tex.channels, tex.max_pan, tex.max_zoom, tex.objects, tex.object_radius
+            )
+        except ValueError as e:
+            raise UsageError(f"data.{e}") from None
+        return _split_shards(
+            name,
+            synth.num_videos,
+            tex.test_fraction,
+            synth,
+            size=tex.size,
+            channels=tex.channels,
+            max_pan=tex.max_pan,
+            max_zoom=tex.max_zoom,
+            objects=objects,
+            object_radius=radius,
         )
     if name == "npy":
         data = typed(cfg.data, NpyConfig, "data")
