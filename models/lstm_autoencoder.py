@@ -388,19 +388,20 @@ class CompositeLSTM(nn.Module):
         context_in = self.state_features if cfg.attention else 0
         input_size = max(frame_in + context_in, 1)  # an input-less decoder is fed one zero
         readout_in = self.state_features + context_in
-        # Readout outputs: a frame's features (C per pixel), or for the warp head C + 1 per
-        # pixel (appearance, mask) and a flow (2) per cell of the frame_size/patch grid.
-        pixel_maps = cfg.channels + 1 if warp else cfg.channels
+        # Readout outputs: a frame's features (C per pixel); for the warp head the appearance
+        # (C per pixel), then a mask (1) and a flow (2) per cell of the frame_size/patch grid,
+        # upsampled: smooth fields, where per-pixel ones from patch features come out blocky.
         grid = cfg.frame_size // cfg.patch
+        coarse = 3 if warp else 0
         if cfg.cell == "fc":
             lstm = nn.LSTM(input_size, cfg.hidden, cfg.layers, batch_first=True)
-            outputs = pixel_maps * cfg.frame_size**2 + (2 * grid**2 if warp else 0)
+            outputs = cfg.channels * cfg.frame_size**2 + coarse * grid**2
             readout = nn.Linear(readout_in, outputs)
             query = nn.Linear(cfg.hidden, cfg.hidden, bias=False)
             last, per_map = readout, cfg.frame_size**2
         else:
             lstm = ConvLSTM(input_size, cfg.conv_channels, cfg.kernel, cfg.layers)
-            outputs = pixel_maps * cfg.patch**2 + (2 if warp else 0)
+            outputs = cfg.channels * cfg.patch**2 + coarse
             readout = nn.Sequential(  # a small head from the state grid back to patch pixels
                 nn.Conv2d(readout_in, cfg.conv_channels, 3, padding=1),
                 nn.GELU(),
@@ -437,25 +438,27 @@ class CompositeLSTM(nn.Module):
 
     def _head_maps(self, raw: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The warp head's raw readout (..., *F_out) -> appearance logits (..., C, H, W), mask
-        (..., 1, H, W) and flow (..., 2, H, W) in pixels (upsampled from the coarse grid)."""
+        (..., 1, H, W) and flow (..., 2, H, W) in pixels (both upsampled from the grid)."""
         cfg = self.cfg
         size, c, grid = cfg.frame_size, cfg.channels, cfg.frame_size // cfg.patch
         if cfg.cell == "fc":
-            split = (c + 1) * size**2
-            maps = raw[..., :split].unflatten(-1, (c + 1, size, size))
-            coarse = raw[..., split:].unflatten(-1, (2, grid, grid))
+            split = c * size**2
+            appearance = raw[..., :split].unflatten(-1, (c, size, size))
+            coarse = raw[..., split:].unflatten(-1, (3, grid, grid))
         else:
-            split = (c + 1) * cfg.patch**2
-            maps = F.pixel_shuffle(raw[..., :split, :, :], cfg.patch)
+            split = c * cfg.patch**2
+            appearance = F.pixel_shuffle(raw[..., :split, :, :], cfg.patch)
             coarse = raw[..., split:, :, :]
         # |f| <= max_flow · frame_size: a flow that can reach anywhere learns to erase moving
         # objects by sampling the background far away (seen on Moving MNIST) instead of moving
         # them; tanh keeps f = raw near 0, so the head still starts as copy-last exactly
         bound = cfg.max_flow * size
-        coarse = bound * torch.tanh(coarse / bound)
-        lead = coarse.shape[:-3]
-        flow = upsample_flow(coarse.flatten(0, -4), size).unflatten(0, lead)
-        return maps[..., :c, :, :], maps[..., c:, :, :], flow
+        fields = torch.cat(
+            [coarse[..., :1, :, :], bound * torch.tanh(coarse[..., 1:, :, :] / bound)], -3
+        )
+        lead = fields.shape[:-3]
+        fields = upsample_flow(fields.flatten(0, -4), size).unflatten(0, lead)
+        return appearance, fields[..., :1, :, :], fields[..., 1:, :, :]
 
     def _warp_feedback(self, raw: Tensor, previous: Tensor) -> Tensor:
         """The warp head's y_k in feature space from its raw readout and y_{k-1} (features)."""

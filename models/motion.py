@@ -11,7 +11,8 @@ motion cannot explain (disoccluded background, new objects) is drawn anew:
     f_k  (B, 2, H, W)  a backward flow in pixels: warp(x, f)(p) = x(p + f(p)), bilinear;
                        predicted on a coarse grid and upsampled (a motion field is smooth, and
                        a per-pixel flow learns to smear the frame instead of moving it)
-    α_k  (B, 1, H, W)  where new appearance replaces the moved frame, clamp(·, 0, 1)
+    α_k  (B, 1, H, W)  where new appearance replaces the moved frame, clamp(·, 0, 1), also
+                       from the coarse grid
     a_k  (B, C, H, W)  the new appearance, sigmoid
 
 What it takes from whom:
@@ -98,7 +99,8 @@ def zero_rows(layer: nn.Module, start: int) -> None:
 
 
 def upsample_flow(flow: Tensor, size: int) -> Tensor:
-    """A coarse flow (N, 2, h, w) in pixels of the full frame -> (N, 2, size, size), bilinear."""
+    """Coarse fields (N, K, h, w) (a flow in pixels of the full frame, a mask) -> (N, K, size,
+    size), bilinear."""
     if flow.shape[-1] == size:
         return flow
     return F.interpolate(flow, size=(size, size), mode="bilinear", align_corners=False)
