@@ -53,21 +53,21 @@ def stream_once(
     ckpt: str, seconds: float, device: str, horizon: int, server: str | None = None
 ) -> dict[str, Any]:
     """One `framecast stream` run from a 30 fps test source; its result dict."""
-    from pipeline.stages.stream import LocalPredictor, StreamConfig, Streamer, load_predictor
+    from pipeline.runtime.client import Client
+    from pipeline.runtime.inference import LocalSession, load_model
+    from pipeline.stages.stream import StreamConfig, Streamer
 
     opts = StreamConfig(
         horizon=horizon, port=0, seconds=seconds, device=device, server=server, scale=4
     )
     if server:
-        from pipeline.serve.app import Client
-
         session = Client(server, os.environ.get("FRAMECAST_TOKEN")).session()
         predictor: Any = session
         size, ch = session.frame_size, session.channels
     else:
-        model, dev, mcfg = load_predictor(ckpt, device)
-        predictor = LocalPredictor(model, dev)
-        size, ch = int(mcfg["frame_size"]), int(mcfg["channels"])
+        loaded = load_model(ckpt, device, want=("predictor",), stage="stream")
+        predictor = LocalSession(loaded)
+        size, ch = loaded.frame_size, loaded.channels
     return Streamer(SOURCE, predictor, size, ch, opts).start().wait()
 
 
@@ -84,8 +84,9 @@ def serve_load(
     (bounded: fps * seconds frames each). With `check` (the served checkpoint), each session's
     last prediction is compared with an in-process run over the same frames: a session that
     saw another's state would differ."""
-    from pipeline.serve.app import Client, ServeClientError
-    from pipeline.stages.stream import percentiles
+    from pipeline.core.errors import ServeClientError
+    from pipeline.core.stats import percentiles
+    from pipeline.runtime.client import Client
 
     info = Client(url, token).session()
     size, ch = info.frame_size, info.channels
@@ -136,11 +137,11 @@ def serve_load(
     wall = time.perf_counter() - t0
     mismatched = 0
     if check:
-        from pipeline.stages.stream import LocalPredictor, load_predictor
+        from pipeline.runtime.inference import LocalSession, load_model
 
-        model, dev, _ = load_predictor(check, "cpu")
+        loaded = load_model(check, "cpu")
         for frames, out in lasts.values():
-            p = LocalPredictor(model, dev)
+            p = LocalSession(loaded)
             for f in frames[:-1]:
                 p.push(f, 1)
             want = p.push(frames[-1], horizon)
@@ -175,8 +176,10 @@ def start_serve(ckpt: str, device: str) -> tuple[str, Any]:
 
     import ray
 
-    from pipeline import serve as fserve
-    from pipeline.serve.app import Client, ServeClientError, ServeConfig
+    from pipeline.core.errors import ServeClientError
+    from pipeline.runtime.client import Client
+    from pipeline.serve import app as fserve
+    from pipeline.serve.app import ServeConfig
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if not ray.is_initialized():
@@ -187,7 +190,8 @@ def start_serve(ckpt: str, device: str) -> tuple[str, Any]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     gpus = 1.0 if device == "cuda" else 0.0
-    url, _ = fserve.start(ckpt, ServeConfig(port=port, gpus_per_replica=gpus, cpus_per_replica=1))
+    s = ServeConfig(port=port, gpus_per_replica=gpus, cpus_per_replica=1)
+    url = fserve.start(fserve.plan(ckpt, s), s)
     deadline = time.time() + 120
     while True:
         try:

@@ -14,6 +14,7 @@ import numpy as np
 
 from pipeline.core.errors import ServeClientError
 
+
 class Client:
     """A small stdlib client of `framecast serve` (one keep-alive connection per object)."""
 

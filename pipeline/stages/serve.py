@@ -25,10 +25,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     ckpt = cfg.get("checkpoint") or None
     if ckpt is None and not s.generator:
         required(cfg, "checkpoint")
-    plan(ckpt, s)  # user mistakes before Ray starts
+    hosted = plan(ckpt, s)  # user mistakes before Ray starts; each checkpoint read once
     # serve.address, else cluster.address, else $RAY_ADDRESS, else a private local instance
     ray_init(s.address or address_of(cfg))
-    url, models = start(ckpt, s)
+    url = start(hosted, s)
+    models = hosted.models()
     hosted = ", ".join(f"{k} {v}" for k, v in models.items() if v)
     print(f"serve: {hosted} on {url} (healthz, metrics, /v1/...); Ctrl-C stops", file=sys.stderr)
     t0 = time.time()

@@ -18,9 +18,15 @@ import torch
 
 from models.lstm_autoencoder import LSTMAutoencoderTask
 from models.mocogan import MoCoGANTask
-from pipeline.runtime import checkpoint
 from pipeline.core.config import UsageError
-from pipeline.serve.app import BadInput, Client, ServeClientError, ServeConfig, parse_frames
+from pipeline.core.errors import BadInput, ServeClientError
+from pipeline.runtime import checkpoint
+from pipeline.runtime.client import Client
+from pipeline.runtime.inference import LocalSession, load_model
+from pipeline.serve import app as fserve
+from pipeline.serve.app import ServeConfig, build_app, plan, start
+from pipeline.serve.hosts import SessionHost
+from pipeline.serve.wire import parse_frames
 
 SIZE, CH = 16, 1
 TOKEN = "s3cret-token"
@@ -88,10 +94,8 @@ def test_parse_frames_raw_png_json_and_errors() -> None:
 
 
 def test_non_loopback_needs_token(tmp_path: Path) -> None:
-    from pipeline.serve.app import start
-
     with pytest.raises(UsageError, match="token"):
-        start(tiny_predictor(tmp_path / "p.pt"), ServeConfig(host="0.0.0.0"))
+        plan(tiny_predictor(tmp_path / "p.pt"), ServeConfig(host="0.0.0.0"))
 
 
 # --------------------------------------------------------------------------- the served app
@@ -101,16 +105,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_session_store_steps_sessions_as_one_batch(tmp_path: Path) -> None:
+def test_session_host_steps_sessions_as_one_batch(tmp_path: Path) -> None:
     """Pushes of distinct sessions that arrive together go through the model as one batch
     (what Serve's batch queue hands to step_batch), and each session still gets exactly its
     own prediction; the same session twice in one batch runs in order."""
     import asyncio
 
-    from pipeline.serve.app import SessionStore
-
     ckpt = tiny_predictor(tmp_path / "p.pt")
-    store = SessionStore(ckpt, "cpu", batch_sessions=8)
+    store = SessionHost(ckpt, "cpu", batch_sessions=8)
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (4, 5, SIZE, SIZE, CH), dtype=np.uint8)
     sids = [f"0-s{i}" for i in range(4)]
@@ -145,8 +147,6 @@ def test_session_store_steps_sessions_as_one_batch(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def server(ray_local, tmp_path_factory):
-    from pipeline import serve as fserve
-
     d = tmp_path_factory.mktemp("serve")
     pred, gen = tiny_predictor(d / "pred.pt"), tiny_generator(d / "gen.pt")
     s = ServeConfig(
@@ -159,7 +159,7 @@ def server(ray_local, tmp_path_factory):
         max_batch=16,
         batch_wait_ms=5.0,  # sessions pushing at the same moment are stepped as one batch
     )
-    url, models = fserve.start(pred, s)
+    url = start(plan(pred, s), s)
     deadline = time.time() + 90
     client = Client(url, TOKEN, timeout=30)
     while True:
@@ -176,10 +176,7 @@ def server(ray_local, tmp_path_factory):
 
 def expected(pred_ckpt: str, frames: np.ndarray, horizon: int) -> np.ndarray:
     """In-process prediction after `frames` (N, H, W, C): what the server must return."""
-    from pipeline.stages.stream import LocalPredictor, load_predictor
-
-    model, device, _ = load_predictor(pred_ckpt, "cpu")
-    p = LocalPredictor(model, device)
+    p = LocalSession(load_model(pred_ckpt, "cpu"))
     for f in frames[:-1]:
         p.push(f, 1)
     return p.push(frames[-1], horizon)
@@ -342,6 +339,62 @@ def test_generate_streams_videos(server) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    "extra", [{}, {"fix": "content"}, {"fix": "motion", "category": 1}], ids=str
+)
+def test_generate_gives_the_videos_of_framecast_generate(server, tmp_path: Path, extra) -> None:
+    """POST /v1/generate with seed S returns, for index i, the frames `framecast generate
+    generate.seed=S` writes as video i (one seed scheme: runtime/sampling.py)."""
+    from pipeline.cli import main
+
+    c = Client(server["url"], TOKEN)
+    vids = c.generate(count=3, length=5, seed=11, format="npy", **extra)
+    args = [f"generate.{k}={v}" for k, v in extra.items()]
+    out = tmp_path / "gen"
+    rc = main(
+        ["generate", f"checkpoint={server['gen']}", f"out={out}", "num_videos=3",
+         "generate.length=5", "generate.seed=11", "generate.format=npy",
+         "generate.backend=local", "generate.preview=0", *args]
+    )  # fmt: skip
+    assert rc == 0
+    for i, v in enumerate(vids):
+        assert (v["index"], v["seed"], v["format"]) == (i, 11, "npy")
+        served = np.load(io.BytesIO(v["data"]), allow_pickle=False)
+        written = np.load(out / f"video_{i:06d}.npy", allow_pickle=False)
+        assert served.shape == (5, 16, 16, 3)
+        np.testing.assert_array_equal(served, written)
+    assert not np.array_equal(
+        np.load(io.BytesIO(vids[0]["data"])), np.load(io.BytesIO(vids[1]["data"]))
+    )
+
+
+def test_each_process_reads_a_checkpoint_once(tmp_path: Path, monkeypatch) -> None:
+    """The driver reads each checkpoint once to plan the app (no second read to build it);
+    a predictor replica loads its model once."""
+    from ray import serve  # noqa: F401 - build_app binds deployments (no cluster needed)
+
+    from pipeline.runtime import inference
+
+    reads: list[str] = []
+    real = inference.checkpoint.load
+
+    def counting(path, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        reads.append(str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(inference.checkpoint, "load", counting)
+    pred, gen = tiny_predictor(tmp_path / "p.pt"), tiny_generator(tmp_path / "g.pt")
+    s = ServeConfig(generator=gen)
+    build_app(plan(pred, s), s)
+    assert sorted(reads) == sorted([pred, gen])
+    reads.clear()
+    host = SessionHost(pred, "cpu")
+    assert reads == [pred]
+    assert host.create("0-a") == {"session": "0-a"}
+    assert reads == [pred]  # a new session reads nothing
+
+
+@pytest.mark.slow
 def test_load_bounded_sessions_isolated(server) -> None:
     """Scaled-down load test (the full 50 x 10 fps x 30 s is `bench/stream.py --serve-load`):
     N concurrent sessions at F fps for S seconds; every session gets its own frames back."""
@@ -382,10 +435,8 @@ def test_sessions_shard_across_predictor_replicas(server) -> None:
     names its replica (a second app on the same Serve, under /two)."""
     from ray import serve
 
-    from pipeline.serve.app import build_app
-
     s = ServeConfig(replicas=2, cpus_per_replica=0.25, horizon=2)
-    serve.run(build_app(server["pred"], None, s, None), name="two", route_prefix="/two")
+    serve.run(build_app(plan(server["pred"], s), s), name="two", route_prefix="/two")
     try:
         c = Client(server["url"] + "/two", timeout=30)
         sessions = [c.session() for _ in range(4)]
