@@ -179,8 +179,14 @@ def du(path: Path) -> int:
 
 def time_actors(files: list, size: int, workers: int, threads: int, root: Path) -> tuple:
     """Seconds for a pool of `workers` actors (started before timing) to ingest all files."""
-    from pipeline.stages.ingest import IngestConfig, WorkerPool, options_from, plan_jobs, resolve_sources
     from pipeline.io.store import FrameStore
+    from pipeline.stages.ingest import (
+        IngestConfig,
+        WorkerPool,
+        options_from,
+        plan_jobs,
+        resolve_sources,
+    )
 
     url = str(root / f"store-{workers}-{time.time_ns()}.zarr")
     store = FrameStore.create(url)

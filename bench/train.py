@@ -161,7 +161,7 @@ def reference_step(model: nn.Module, clip: Tensor, context: int, bf16: bool) -> 
 def framecast_step(
     options: dict, clip: Tensor, device: torch.device, compiled: bool
 ) -> Callable[[], None]:
-    """The per-step work of pipeline.stages.train.train_loop for this task, with trainer defaults."""
+    """The per-step work of pipeline.stages.train.train_loop for this task, trainer defaults."""
     t = TrainerConfig(compile=compiled)
     task = LSTMAutoencoderTask(**options)
     task.networks.to(device)

@@ -1,8 +1,9 @@
 """`framecast STAGE [hydra overrides]`: one entry point for every stage.
 
 Each stage is a module of `pipeline.stages` (the table `pipeline.stages.STAGES`) with
-`run(cfg: DictConfig) -> dict`, configured by `configs/<stage>.yaml`. A user mistake prints one line and exits 2; a stage that finished with
-some inputs failed exits 3 (it raises `PartialFailure`).
+`run(cfg: DictConfig) -> dict`, configured by `configs/<stage>.yaml`. A user mistake prints one
+line and exits 2; a stage that finished with some inputs failed exits 3 (it raises
+`PartialFailure`).
 """
 
 from __future__ import annotations

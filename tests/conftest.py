@@ -34,6 +34,19 @@ def ray_local() -> Iterator[None]:
     ray.shutdown()
 
 
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """torch on one intra-op thread for a module's tests: tiny models gain nothing from more,
+    and on a busy 2-core machine spinning OpenMP threads slow them down several-fold. Use with
+    `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture()
 def tiny_store(tmp_path: Path) -> str:
     """A store of 6 random videos (40 frames, 16x16x1) with a train/test split attribute."""

@@ -34,7 +34,7 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def pick_device(name: str | torch.device = "auto") -> torch.device:
-    """"auto" (CUDA when there is one, else the CPU), "cpu", "cuda" or "cuda:N"."""
+    """ "auto" (CUDA when there is one, else the CPU), "cpu", "cuda" or "cuda:N"."""
     name = str(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -212,13 +212,17 @@ def load_model(
             task.networks[name].load_state_dict(state)
         except (KeyError, RuntimeError) as e:
             first = str(e).strip().splitlines()[0]
-            raise UsageError(f"checkpoint={path}: weights of '{name}' do not fit ({first})") from None
+            raise UsageError(
+                f"checkpoint={path}: weights of '{name}' do not fit ({first})"
+            ) from None
     model = task.inference_model().to(dev).eval()
     protocol = PROTOCOLS[info.kind]
     if not isinstance(model, protocol):  # a family that does not keep its registry promise
         raise TypeError(f"{info.family}: its inference model is not a {protocol.__name__}")
     networks = {k: {n: t.detach() for n, t in v.items()} for k, v in networks.items()}
-    return LoadedModel(**vars(info), model=model, device=dev, precision=precision, networks=networks)
+    return LoadedModel(
+        **vars(info), model=model, device=dev, precision=precision, networks=networks
+    )
 
 
 # --------------------------------------------------------------------------- live sessions

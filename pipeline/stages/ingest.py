@@ -44,8 +44,18 @@ from typing import Any
 from omegaconf import DictConfig
 
 from pipeline.core.config import UsageError, required, typed, write_result
-from pipeline.core.progress import progress, summary
+from pipeline.core.errors import PartialFailure
+from pipeline.core.progress import console, progress, summary
 from pipeline.io.store import FrameStore, check_video_id
+from pipeline.io.video import (
+    INTERPOLATIONS,
+    Decoder,
+    VideoError,
+    is_live,
+    no_frames_reason,
+    source_kind,
+)
+from pipeline.runtime.cluster import connect
 
 VIDEO_EXTENSIONS = [
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
@@ -148,7 +158,6 @@ def _url_rel(url: str) -> str:
 
 def _entry_source(entry: str, base: str, label_from: str) -> Source:
     """A line of a list file: a URL / device, or a path relative to the list file's folder."""
-    from pipeline.io.video import source_kind
 
     kind = source_kind(entry)
     if kind != "file":
@@ -165,7 +174,6 @@ def _entry_source(entry: str, base: str, label_from: str) -> Source:
 
 def resolve_sources(source: str, extensions: list[str], label_from: str = "none") -> list[Source]:
     """The sources SRC names, in a stable order. Raises UsageError when SRC names nothing."""
-    from pipeline.io.video import source_kind
 
     exts = tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions)
     kind = source_kind(source)
@@ -260,7 +268,6 @@ def fingerprint(source: str) -> str:
     """What identifies a source's content: a local file's size and SHA-256 of its first and last
     MiB (the whole file when it is at most 2 MiB); an fsspec file's size and ETag/mtime; for
     URLs and devices the source string itself (they are re-ingested only with ingest.force)."""
-    from pipeline.io.video import source_kind
 
     kind = source_kind(source)
     if kind == "file":
@@ -307,7 +314,6 @@ class IngestWorker:
 
     def ingest(self, job: dict[str, Any]) -> dict[str, Any]:
         """Decode and commit one video; never raises for a bad input (status 'failed')."""
-        from pipeline.io.video import VideoError
 
         t0 = time.perf_counter()
         src, vid = job["source"], job["video_id"]
@@ -327,8 +333,6 @@ class IngestWorker:
 
     def _decode_and_write(self, job: dict[str, Any], fp: str) -> dict[str, Any]:
         import av
-
-        from pipeline.io.video import Decoder, VideoError, no_frames_reason
 
         o = self.opts
         with Decoder(
@@ -419,7 +423,6 @@ def options_from(c: IngestConfig) -> dict[str, Any]:
         raise UsageError(f"ingest.color={c.color}: use rgb or gray")
     if c.label_from not in ("none", "parent"):
         raise UsageError(f"ingest.label_from={c.label_from}: use none or parent")
-    from pipeline.io.video import INTERPOLATIONS
 
     if c.interpolation not in INTERPOLATIONS:
         raise UsageError(f"ingest.interpolation={c.interpolation}: use {', '.join(INTERPOLATIONS)}")
@@ -586,8 +589,6 @@ def _remove_orphans(store: FrameStore, video_ids: list[str]) -> int:
 
 
 def run(cfg: DictConfig) -> dict:
-    from pipeline.core.errors import PartialFailure
-    from pipeline.io.video import is_live
 
     c = typed(cfg.get("ingest"), IngestConfig, "ingest")
     opts = options_from(c)
@@ -614,8 +615,6 @@ def run(cfg: DictConfig) -> dict:
     workers = 0
     startup = 0.0  # starting the worker actors (processes, imports, store clients)
     if jobs:
-        from pipeline.runtime.cluster import connect
-
         started = connect(cfg)  # cluster.address, $RAY_ADDRESS or a local instance
         import ray
 
@@ -701,8 +700,6 @@ def run(cfg: DictConfig) -> dict:
         },
     )
     if failed:
-        from pipeline.core.progress import console
-
         for f in failed[:20]:
             console.print(f"failed {f['source']}: {f['error']}", markup=False, highlight=False)
         if len(failed) > 20:

@@ -23,6 +23,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.core.config import UsageError, required, write_result
+from pipeline.io.store import FrameStore
+from pipeline.io.video import decode_frames, write_video
 
 ASSETS = "report_assets"
 LOWER_IS_BETTER = {"mse": True, "mae": True, "bce": True, "psnr": False, "ssim": False}
@@ -512,9 +514,6 @@ def _store_samples(url: str, path: Path, count: int = 8, frames: int = 16) -> No
     """An animated GIF of the first `count` videos of a store, side by side."""
     import numpy as np
 
-    from pipeline.io.store import FrameStore
-    from pipeline.io.video import write_video
-
     store = FrameStore.open(url)
     ids = store.video_ids()[:count]
     if not ids:
@@ -535,8 +534,6 @@ def _store_samples(url: str, path: Path, count: int = 8, frames: int = 16) -> No
 
 def _video_to_gif(video: str, path: Path, fps: float) -> None:
     import numpy as np
-
-    from pipeline.io.video import decode_frames, write_video
 
     frames = list(decode_frames(video, max_frames=200))
     if frames:

@@ -39,6 +39,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from pipeline.core import progress as progress_module
 from pipeline.core.config import (
     PartialFailure,
     StageFailed,
@@ -48,6 +49,7 @@ from pipeline.core.config import (
     write_json,
     write_result,
 )
+from pipeline.core.progress import summary
 from pipeline.stages import stage_module
 
 RESERVED = ("stage", "groups", "outputs", "watch")
@@ -182,7 +184,8 @@ def load_stages(cfg: DictConfig, run_dir: Path) -> list[Stage]:
     for name in node:
         entry = node[name]
         where = f"stages.{name}"
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", str(name)) or name == stage_module("report").ASSETS:
+        folder = re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", str(name))
+        if not folder or name == stage_module("report").ASSETS:
             raise UsageError(f"{where}: a stage name is a folder name: letters, digits, _ and -")
         if not isinstance(entry, DictConfig) or "stage" not in entry:
             raise UsageError(f"{where}: needs 'stage: STAGE' (one of {', '.join(RUNNABLE)})")
@@ -392,17 +395,14 @@ def _write_report(cfg: DictConfig, run_dir: Path, force: bool = False) -> Path |
 
 def _header(i: int, n: int, s: Stage, what: str) -> None:
     """The pipeline's own line of the progress view: stage i of n, then the stage's progress."""
-    from pipeline import progress
-
     line = f"stage {i}/{n}  {s.name} ({s.stage})  {what}"
-    if progress.console is not None and progress.console.is_terminal:
-        progress.console.rule(f"[bold]{line}", align="left")
+    if progress_module.console is not None and progress_module.console.is_terminal:
+        progress_module.console.rule(f"[bold]{line}", align="left")
     else:
         print(f"== {line}", file=sys.stderr, flush=True)
 
 
 def _final_summary(result: dict[str, Any]) -> None:
-    from pipeline.core.progress import summary
 
     rows = {}
     for r in result["stages"]:

@@ -19,6 +19,11 @@ from omegaconf import DictConfig
 from pipeline.core.config import UsageError, existing_path, required, typed, write_result
 from pipeline.core.progress import progress, summary
 from pipeline.datasets import textures
+from pipeline.datasets.moving_mnist import generate as generate_mnist
+from pipeline.datasets.moving_mnist import iter_npy_sequences
+from pipeline.datasets.shapes import LABELS, check_background, check_radius
+from pipeline.datasets.shapes import generate as generate_shapes
+from pipeline.datasets.stick_figures import generate as generate_figures
 from pipeline.io.store import FrameStore
 
 
@@ -96,20 +101,14 @@ class Shard:
 def _iter_shard(shard: Shard) -> Iterator[Video]:
     opts = dict(shard.options)
     if shard.data == "moving_mnist":
-        from pipeline.datasets.moving_mnist import generate
-
-        return generate(
+        return generate_mnist(
             shard.stop, shard.length, split=shard.split, seed=shard.seed, start=shard.start, **opts
         )
     if shard.data == "shapes":
-        from pipeline.datasets.shapes import generate as generate_shapes
-
         return generate_shapes(
             shard.stop, shard.length, split=shard.split, seed=shard.seed, start=shard.start, **opts
         )
     if shard.data == "stick_figures":
-        from pipeline.datasets.stick_figures import generate as generate_figures
-
         return generate_figures(
             shard.stop, shard.length, split=shard.split, seed=shard.seed, start=shard.start, **opts
         )
@@ -117,7 +116,6 @@ def _iter_shard(shard: Shard) -> Iterator[Video]:
         return textures.generate(
             shard.stop, shard.length, split=shard.split, seed=shard.seed, start=shard.start, **opts
         )
-    from pipeline.datasets.moving_mnist import iter_npy_sequences
 
     return iter_npy_sequences(opts["path"])
 
@@ -172,7 +170,6 @@ def _shards(cfg: DictConfig, synth: SynthConfig) -> list[Shard]:
             raise UsageError(f"data.size={shapes.size}: frames must be at least 16x16")
         if not 0.0 <= shapes.test_fraction < 1.0:
             raise UsageError(f"data.test_fraction={shapes.test_fraction}: must be in [0, 1)")
-        from pipeline.datasets.shapes import check_background, check_radius
 
         try:
             radius = check_radius(shapes.radius, shapes.size)
@@ -185,7 +182,6 @@ def _shards(cfg: DictConfig, synth: SynthConfig) -> list[Shard]:
                 background = check_background(shapes.background)
             except ValueError as e:
                 raise UsageError(f"data.background={shapes.background}: {e}") from None
-        from pipeline.datasets.shapes import LABELS
 
         if shapes.label not in LABELS:
             raise UsageError(f"data.label={shapes.label}: use one of {', '.join(LABELS)}")

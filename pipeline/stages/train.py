@@ -30,10 +30,21 @@ import torch
 from omegaconf import DictConfig
 
 from models.task import TrainingTask
-from pipeline.runtime import checkpoint
-from pipeline.core.config import StageFailed, UsageError, required, to_plain, typed, write_result
+from pipeline.core.config import (
+    StageFailed,
+    UsageError,
+    required,
+    to_plain,
+    typed,
+    write_json,
+    write_result,
+)
+from pipeline.core.progress import progress, summary
 from pipeline.datasets.moving_mnist import MovingMNISTStream
 from pipeline.io.loader import ClipDataset, to_model_input
+from pipeline.io.store import FrameStore
+from pipeline.runtime import checkpoint
+from pipeline.runtime.cluster import address_of, ray_init
 
 
 class TrainingFailed(StageFailed):
@@ -94,8 +105,6 @@ def run(cfg: DictConfig) -> dict:
     _check(t)
     data = to_plain(cfg.data) if cfg.get("data") is not None else {"name": "store"}
     if data["name"] == "store":
-        from pipeline.io.store import FrameStore
-
         store = str(required(cfg, "store"))
         FrameStore.open(store)  # a clear error now rather than inside a worker
     elif data["name"] == "moving_mnist":
@@ -122,7 +131,6 @@ def run(cfg: DictConfig) -> dict:
     else:
         result = train_loop(job)
     write_result(cfg, result, str(run_dir / "train.json"))
-    from pipeline.core.progress import summary
 
     summary(
         f"train {model_options.get('name')} -> {run_dir}",
@@ -141,8 +149,6 @@ def _build(model_options: dict[str, Any]):  # noqa: ANN202
 def _run_ray(job: dict[str, Any], t: TrainerConfig) -> dict[str, Any]:
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
-
-    from pipeline.runtime.cluster import address_of, ray_init
 
     ray_init(address_of(job["config"]), log_to_driver=True)  # cluster.address or $RAY_ADDRESS
     use_gpu = t.device == "cuda" or (t.device == "auto" and torch.cuda.is_available())
@@ -405,7 +411,6 @@ def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, 
     }
     if writer is not None:
         writer.close()
-        from pipeline.core.config import write_json
 
         write_json(run_dir / "train.json", result)
     return result
@@ -450,7 +455,6 @@ class _Logs:
 def _progress(rank: int, total: int, start: int, minutes: float | None) -> Any:
     if rank != 0:
         return nullcontext(None)
-    from pipeline.core.progress import progress
 
     limit = None if minutes is None else 60.0 * minutes
     return progress("train", total, "steps", completed=start, time_limit=limit)

@@ -425,8 +425,8 @@ def test_dockerignore_keeps_secrets_and_local_state_out() -> None:
 
 # ------------------------------------------------------------------------------ cluster.address
 def test_every_ray_stage_has_the_cluster_group() -> None:
-    from pipeline.runtime.cluster import address_of
     from pipeline.core.config import compose
+    from pipeline.runtime.cluster import address_of
 
     for stage in ("ingest", "train", "generate", "serve"):
         cfg = compose(stage, ["cluster.address=ray://head:10001"])
@@ -448,8 +448,8 @@ def test_address_precedence(monkeypatch) -> None:
 
 def test_unreachable_address_is_a_usage_error(monkeypatch) -> None:
     ray = pytest.importorskip("ray")
-    from pipeline.runtime.cluster import ray_init
     from pipeline.core.config import UsageError
+    from pipeline.runtime.cluster import ray_init
 
     if ray.is_initialized():
         assert ray_init("127.0.0.1:1") is False  # an instance in this process is reused

@@ -26,14 +26,7 @@ from models.hierarchical import (
 from models.metrics import PCKAccumulator, body_size, pck, sharpness
 from pipeline.runtime import checkpoint
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def trainer_update(optimizers: dict[str, torch.optim.Optimizer]):
@@ -340,8 +333,8 @@ def test_keypointrcnn_without_weights_says_where_to_put_them(
 def test_build_loads_pretrained_files_and_passes_them_through(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """pipeline.runtime.checkpoint.build reads the weights files (the option's path, else torch hub's
-    cache) and hands the state dicts to the frozen networks; models read no files."""
+    """pipeline.runtime.checkpoint.build reads the weights files (the option's path, else torch
+    hub's cache) and hands the state dicts to the frozen networks; models read no files."""
     import models.hierarchical as hierarchical
 
     seen: dict[str, dict[str, torch.Tensor]] = {}

@@ -20,14 +20,7 @@ CONTEXT, HORIZON, SIZE = 4, 3, 16
 TINY = dict(frame_size=SIZE, context=CONTEXT, horizon=HORIZON, hidden=32, conv_channels=8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy 2-core machine spinning
-    OpenMP threads slow them down several-fold."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_config(**overrides) -> LSTMAutoencoderConfig:

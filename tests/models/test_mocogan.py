@@ -40,13 +40,7 @@ TINY = dict(
 CONFIG_YAML = Path(__file__).resolve().parents[2] / "configs" / "model" / "mocogan.yaml"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads; on a busy 2-core machine they hurt."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_generator(seed: int = 0, **overrides) -> Generator:
@@ -143,7 +137,9 @@ def test_fix_content_gives_one_content_with_different_motions():
     assert torch.equal(m["motion"], codes["motion"][:1].expand(3, -1, -1))
     assert not torch.allclose(m["content"][0], m["content"][1])
     # the codes of a video reproduce it
-    again, _ = gen.sample_with_codes(1, 5, content=codes["content"][1], motion=codes["motion_noise"][1])
+    again, _ = gen.sample_with_codes(
+        1, 5, content=codes["content"][1], motion=codes["motion_noise"][1]
+    )
     torch.testing.assert_close(again[0], videos[1], atol=1e-6, rtol=0)
     # with one seed, fixing the content leaves the motions as they were
     _, c0 = gen.sample_with_codes(3, 5, seed=0, content=torch.zeros(6))
@@ -470,8 +466,8 @@ def test_unknown_and_invalid_options():
 
 
 def test_trainer_runs_mocogan_on_a_shapes_store(tmp_path):
-    from pipeline.runtime import checkpoint
     from pipeline.cli import main
+    from pipeline.runtime import checkpoint
 
     store, run_dir = tmp_path / "shapes.zarr", tmp_path / "run"
     synth = ["synth", "data=shapes", f"store={store}", "data.size=16", "synth.num_videos=8"]

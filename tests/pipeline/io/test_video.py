@@ -1,4 +1,4 @@
-"""pipeline.io.video: PyAV decoding (sizes, colour, fps resampling, broken inputs) and the writer."""
+"""pipeline.io.video: PyAV decoding (sizes, colour, fps resampling, broken inputs), the writer."""
 
 from __future__ import annotations
 

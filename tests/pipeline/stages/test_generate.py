@@ -39,12 +39,7 @@ TINY = dict(
 ROOT = Path(__file__).resolve().parents[3]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_generator_ckpt(path: Path, num_categories: int = 0, categories=None) -> Path:

@@ -18,10 +18,10 @@ from test_video import _broken_inputs, plain_pyav_count, ramp_frames
 
 from pipeline.cli import main
 from pipeline.core.config import UsageError, compose
-from pipeline.stages.ingest import fingerprint, resolve_sources, video_id_for
-from pipeline.stages.ingest import run as ingest_run
 from pipeline.io.store import FrameStore, check_video_id
 from pipeline.io.video import write_video
+from pipeline.stages.ingest import fingerprint, resolve_sources, video_id_for
+from pipeline.stages.ingest import run as ingest_run
 
 REPO = Path(__file__).resolve().parents[3]
 # A source that takes real time (about 2 s): the window in which the fault tests kill things.

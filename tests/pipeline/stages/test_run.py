@@ -224,7 +224,10 @@ def test_resume_after_a_kill_between_stages(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    sorted(p.stem for p in (Path(__file__).resolve().parents[3] / "configs" / "pipeline").glob("*.yaml")),
+    sorted(
+        p.stem
+        for p in (Path(__file__).resolve().parents[3] / "configs" / "pipeline").glob("*.yaml")
+    ),
 )
 def test_every_shipped_pipeline_composes_every_stage(name: str, tmp_path: Path) -> None:
     """Each configs/pipeline/*.yaml resolves, and each of its stages' settings are keys of that

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.runtime import checkpoint
 from pipeline.cli import main
+from pipeline.runtime import checkpoint
 from pipeline.stages.train import make_update
 
 TINY_MODEL = [
