@@ -19,7 +19,7 @@ checkpoint) when its key is the one it started with, and from an empty folder ot
 
 Files: `run_dir/run.json` (the pipeline, its resolved config, each stage's status),
 `run_dir/NAME/stage.json` (a stage's key, inputs, config, result), `run_dir/NAME/result.json`
-(the stage's own result JSON) and `run_dir/report.html` (pipeline/report.py).
+(the stage's own result JSON) and `run_dir/report.html` (pipeline/stages/report.py).
 """
 
 from __future__ import annotations
