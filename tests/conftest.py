@@ -17,6 +17,14 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 from pipeline.runtime.cluster import LOCAL_NODE_IP  # noqa: E402
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that starts Ray (it uses the shared `ray_local` instance, directly or through
+    a fixture) is `slow`: `pytest -m "not slow"` runs without Ray."""
+    for item in items:
+        if "ray_local" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def ray_local() -> Iterator[None]:
     """One local Ray instance shared by every test that needs Ray (never one per test)."""
