@@ -14,6 +14,7 @@ keeps every per-step curve and the evaluate folders (sample grids, flow/mask vie
     python bench/quality.py --minutes 5 --json out/bench/quality.json
     python bench/quality.py --minutes 10 --datasets mnist --json out/bench/quality_mnist.json
     python bench/quality.py --smoke            # seconds: the script's own check (tests run it)
+    bash bench/gpu/quality.sh                  # the papers' sizes on one GPU (--device cuda)
 
 MSE is per frame, summed over its pixels (the Moving MNIST convention); sharpness is the
 predictions' gradient energy over the true frames' (1 = as sharp as the truth; the blurred mean
@@ -60,15 +61,18 @@ def run(*args: str) -> None:
 
 
 def measure(
-    name: str, spec: dict[str, Any], work: Path, minutes: float, videos: int, smoke: bool
+    name: str, spec: dict[str, Any], work: Path, a: argparse.Namespace, minutes: float, videos: int
 ) -> dict[str, Any]:
     """Synth the dataset, train both models for `minutes`, evaluate both; their metrics."""
+    smoke = a.smoke
     store = work / f"{name}.zarr"
     run("synth", f"store={store}", *spec["synth"], f"synth.num_videos={videos}", "synth.length=20")
     out: dict[str, Any] = {}
-    for key, model in MODELS.items():
+    for key in MODELS:
+        model = a.paper_model if key == "paper" else a.cpu_model
         run_dir = work / f"{name}-{key}"
         extra = list(spec["model"][key]) + [f"model.channels={spec['channels']}"]
+        extra += (a.paper_set if key == "paper" else a.cpu_set) or []
         if smoke:  # seconds, not minutes: the script's own check
             extra += ["model.hidden=32", "model.conv_channels=8", "trainer.batch_size=4"]
         t0 = time.perf_counter()
@@ -80,7 +84,8 @@ def measure(
             f"trainer.max_minutes={minutes}",
             "trainer.max_steps=1000000",
             "trainer.checkpoint_every=1000000",
-            "trainer.batch_size=16" if not smoke else "trainer.log_every=1",
+            f"trainer.batch_size={a.batch}" if not smoke else "trainer.log_every=1",
+            f"trainer.device={a.device}",
             *extra,
         )
         seconds = time.perf_counter() - t0
@@ -95,6 +100,7 @@ def measure(
             "evaluate.context=10",
             "evaluate.horizon=10",
             "evaluate.max_sequences=200",
+            f"evaluate.device={a.device}",
         )
         metrics = json.loads((ev / "metrics.json").read_text())
         out[key] = {
@@ -114,6 +120,12 @@ def main() -> None:
     ap.add_argument("--videos", type=int, default=1000, help="videos synthesised per dataset")
     ap.add_argument("--out", default=None, help="keep stores and runs here (default: a temp dir)")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: checks the script")
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda (trainer and evaluate)")
+    ap.add_argument("--batch", type=int, default=16, help="clips per training step")
+    ap.add_argument("--paper-model", default=MODELS["paper"], help="configs/model/NAME of (a)")
+    ap.add_argument("--cpu-model", default=MODELS["cpu"], help="configs/model/NAME of (b)")
+    ap.add_argument("--paper-set", nargs="*", help="extra overrides of (a), e.g. model.hidden=2048")
+    ap.add_argument("--cpu-set", nargs="*", help="extra overrides of (b), e.g. model.layers=2")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     minutes, videos = (0.05, 12) if a.smoke else (a.minutes, a.videos)
@@ -127,10 +139,10 @@ def main() -> None:
         work = Path(a.out) if a.out else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         for name in names:
-            res = measure(name, DATASETS[name], work, minutes, videos, a.smoke)
+            res = measure(name, DATASETS[name], work, a, minutes, videos)
             paper, cpu = res["paper"]["metrics"], res["cpu"]["metrics"]
             for metric, unit in METRICS:
-                ref = f"{name} {metric}: paper head ({MODELS['paper']})"
+                ref = f"{name} {metric}: paper head ({a.paper_model})"
                 table.add(ref, paper[metric], unit)
                 table.add(f"{name} {metric}: cpu predictor", cpu[metric], unit, ref)
                 table.add(f"{name} {metric}: copy-last", cpu["copy_last"][metric], unit, ref)

@@ -34,14 +34,14 @@ SOURCE = "lavfi:testsrc2=size=320x240:rate=30"
 
 
 def make_checkpoint(model: str, path: str, **overrides: Any) -> dict[str, Any]:
-    """Save an untrained checkpoint of configs/model/<model>.yaml; returns its model config."""
+    """Save an untrained checkpoint of configs/model/<model>.yaml (composed, as `framecast
+    train model=<model>` sees it); returns its model config."""
     import torch
-    from omegaconf import OmegaConf
 
+    from pipeline.core.config import compose, to_plain
     from pipeline.runtime import checkpoint
 
-    root = Path(__file__).resolve().parents[1] / "configs" / "model"
-    cfg = OmegaConf.to_container(OmegaConf.load(root / f"{model}.yaml"), resolve=True)
+    cfg = to_plain(compose("train", [f"model={model}"]).model)
     cfg.update(overrides)
     torch.manual_seed(0)
     task = checkpoint.build(cfg)

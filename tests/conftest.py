@@ -14,6 +14,7 @@ os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 
+from pipeline.io.store import FrameStore  # noqa: E402
 from pipeline.runtime.cluster import LOCAL_NODE_IP  # noqa: E402
 
 
@@ -58,8 +59,6 @@ def one_thread() -> Iterator[None]:
 @pytest.fixture()
 def tiny_store(tmp_path: Path) -> str:
     """A store of 6 random videos (40 frames, 16x16x1) with a train/test split attribute."""
-    from pipeline.io.store import FrameStore
-
     url = str(tmp_path / "tiny.zarr")
     store = FrameStore.create(url)
     rng = np.random.default_rng(0)

@@ -1,5 +1,5 @@
 """Which Ray cluster a stage runs on: the one place that calls `ray.init` for ingest, train
-(trainer.backend=ray) and generate.
+(trainer.backend=ray), generate (generate.backend=ray) and serve.
 
 The address comes from, in order: `cluster.address=` (configs/cluster/default.yaml), then
 `$RAY_ADDRESS`, else a new local Ray instance on this machine. A stage submitted with
@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.core.config import UsageError
+from pipeline.core.errors import UsageError
 
 
 def address_of(cfg: Mapping[str, Any] | Any | None) -> str | None:

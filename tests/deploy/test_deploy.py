@@ -2,7 +2,7 @@
 checked without a Docker engine or a Kubernetes cluster.
 
 - KubeRay objects against hand-written structural schemas of the ray.io/v1 kinds
-  (tests/data/kuberay/, README there), closed the way `kubectl apply` (field validation
+  (tests/deploy/data/kuberay/, README there), closed the way `kubectl apply` (field validation
   "Strict") is: a field the schema does not know is an error, not silently pruned. They are not
   the operator's CRDs; `kubectl apply --dry-run=server -f deploy/kuberay/` checks against those.
 - Cluster launcher configs through Ray's own `prepare_config` + `validate_config` (what `ray up`
@@ -53,7 +53,7 @@ def load(name: str) -> dict[str, Any]:
 
 @functools.cache
 def schema_registry() -> Any:
-    """Every schema of tests/data/kuberay under its $id: they refer to each other by it."""
+    """Every schema of tests/deploy/data/kuberay under its $id: they refer to each other by it."""
     from referencing import Registry
     from referencing.jsonschema import DRAFT202012
 

@@ -375,7 +375,10 @@ def test_ema_generator_averages_the_weights_and_is_the_one_that_samples():
             torch.testing.assert_close(a, e)
         prev = [p.detach().clone() for p in average.parameters()]
     # after 30 steps the average trails G: close to it, not equal
-    gaps = [float((a - p).abs().max()) for a, p in zip(average.parameters(), online.parameters())]
+    gaps = [
+        float((a - p).detach().abs().max())
+        for a, p in zip(average.parameters(), online.parameters())
+    ]
     assert 0 < max(gaps) < 0.1
     for b_avg, b in zip(average.buffers(), online.buffers()):
         assert torch.equal(b_avg, b)  # BatchNorm statistics are G's

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -44,6 +45,14 @@ def test_wheel_finds_its_configs_outside_the_source_tree(tmp_path: Path) -> None
         "models/lstm_autoencoder.py",
     ):
         assert required in names
+    # every module and config of the checkout ships (a package left out of `packages` would not)
+    sources = [
+        p.relative_to(ROOT) for d in ("pipeline", "models") for p in (ROOT / d).rglob("*.py")
+    ]
+    sources += [Path("pipeline/configs") / p.relative_to(ROOT / "configs")
+                for p in (ROOT / "configs").rglob("*.yaml")]  # fmt: skip
+    missing = sorted(str(p) for p in sources if str(p) not in names and "__pycache__" not in str(p))
+    assert not missing, missing
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)
     elsewhere = tmp_path / "cwd"
@@ -89,3 +98,22 @@ def test_a_source_checkout_on_pythonpath_finds_its_configs_without_an_install() 
     lines = out.stdout.split()
     assert lines[0] == str(ROOT / "configs" / "__init__.py")
     assert lines[1:] == ["mocogan", "True"]
+
+
+def test_every_package_is_declared() -> None:
+    """pyproject lists every package folder, the config groups included (mapped from configs/):
+    setuptools warns about each importable folder it is not told about, and a listed name with
+    no folder behind it fails the build."""
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert tool["package-dir"] == {"pipeline.configs": "configs"}
+    found = {
+        ".".join(p.parent.relative_to(ROOT).parts)
+        for d in ("pipeline", "models")
+        for p in (ROOT / d).rglob("__init__.py")
+    }
+    found |= {"pipeline.configs"} | {
+        f"pipeline.configs.{d.name}"
+        for d in (ROOT / "configs").iterdir()
+        if d.is_dir() and any(d.glob("*.yaml"))
+    }
+    assert sorted(tool["packages"]) == sorted(found)

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
-from test_video import _broken_inputs, plain_pyav_count, ramp_frames
 
 from pipeline.cli import main
 from pipeline.core.config import UsageError, compose
@@ -22,6 +21,7 @@ from pipeline.io.store import FrameStore, check_video_id
 from pipeline.io.video import write_video
 from pipeline.stages.ingest import fingerprint, resolve_sources, video_id_for
 from pipeline.stages.ingest import run as ingest_run
+from tests.pipeline.io.sample_videos import broken_inputs, plain_pyav_count, ramp_frames
 
 REPO = Path(__file__).resolve().parents[3]
 # A source that takes real time (about 2 s): the window in which the fault tests kill things.
@@ -196,7 +196,7 @@ def mixed_folder(root: Path) -> dict[str, str]:
     out["walk/flipped.mp4"] = str(flipped)
     broken = root / "broken"
     broken.mkdir()
-    for name, (path, _) in _broken_inputs(broken).items():
+    for name, (path, _) in broken_inputs(broken).items():
         if name not in ("missing",):
             out[f"broken/{name}"] = path
     return out
@@ -206,7 +206,7 @@ def mixed_folder(root: Path) -> dict[str, str]:
 def folder(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     root = tmp_path / "videos"
     files = mixed_folder(root)
-    # _broken_inputs also leaves two good files (good.mp4, x.avi) in broken/: keep them
+    # broken_inputs also leaves two good files (good.mp4, x.avi) in broken/: keep them
     return root, files
 
 

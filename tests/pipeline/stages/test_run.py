@@ -43,11 +43,6 @@ TINY = [
 ]
 ORDER = ["mnist", "train_lstm", "evaluate_lstm", "predict_lstm", "shapes", "train_gan"]
 ORDER += ["generate_gan", "evaluate_gan"]
-HAS_GENERATE = (Path(__file__).resolve().parents[3] / "pipeline" / "generate.py").exists()
-if not HAS_GENERATE:  # issue 6 not landed: the pipeline without its generate stages
-    TINY += ["~stages.generate_gan", "~stages.evaluate_gan"]
-    ORDER.remove("generate_gan")
-    ORDER.remove("evaluate_gan")
 # only the Moving MNIST branch (tests that need no GAN, and the subprocess test)
 MNIST_ONLY = [f"~stages.{n}" for n in ORDER[ORDER.index("shapes") :]]
 MNIST_STAGES = ORDER[: ORDER.index("shapes")]
@@ -93,14 +88,13 @@ def test_tiny_demo_end_to_end(demo_run: tuple[Path, dict]) -> None:
     metrics = json.loads((run_dir / "evaluate_lstm" / "metrics.json").read_text())
     assert 1 <= metrics["sequences"] <= 4 and "mse" in metrics["copy_last"]
     assert (run_dir / "predict_lstm" / "prediction.mp4").stat().st_size > 0
-    if HAS_GENERATE:
-        lines = (run_dir / "generate_gan" / "manifest.jsonl").read_text().splitlines()
-        assert len(lines) == 2
-        gan = json.loads((run_dir / "evaluate_gan" / "metrics.json").read_text())
-        assert gan["model"] == "mocogan" and gan["videos"] == 4
-        # the demo's generator is asked for shapes (shape x motion): counted per requested shape
-        assert set(gan["shape_fill"]) == {"bands", "generated", "real", "by_request"}
-        assert set(gan["shape_fill"]["by_request"]) <= {"circle", "square"}
+    lines = (run_dir / "generate_gan" / "manifest.jsonl").read_text().splitlines()
+    assert len(lines) == 2
+    gan = json.loads((run_dir / "evaluate_gan" / "metrics.json").read_text())
+    assert gan["model"] == "mocogan" and gan["videos"] == 4
+    # the demo's generator is asked for shapes (shape x motion): counted per requested shape
+    assert set(gan["shape_fill"]) == {"bands", "generated", "real", "by_request"}
+    assert set(gan["shape_fill"]["by_request"]) <= {"circle", "square"}
     # the outputs passed on: evaluate used train_lstm's checkpoint and mnist's store
     ev = json.loads((run_dir / "evaluate_lstm" / "stage.json").read_text())
     assert ev["config"]["checkpoint"] == str(run_dir / "train_lstm/checkpoints/last.pt")
