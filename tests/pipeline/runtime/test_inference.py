@@ -177,3 +177,24 @@ def test_pick_device() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(UsageError, match="no CUDA device"):
             inference.pick_device("cuda")
+
+
+def test_a_paper_head_checkpoint_from_before_the_warp_head_predicts_the_same(
+    tmp_path: Path,
+) -> None:
+    """Checkpoints written before model.output/loss options existed (their model_config lacks
+    the keys) load with the paper's pixel head and predict exactly what they did."""
+    torch.manual_seed(0)
+    task = build_task("lstm_autoencoder", **LSTM, cell="conv", conv_channels=8, kernel=3)
+    ckpt = tmp_path / "old.pt"
+    checkpoint.save(ckpt, task, task.make_optimizers(), 5, {})
+    body = torch.load(ckpt, weights_only=True)
+    for key in ("output", "max_flow", "scales", "gdl_weight", "ssim_weight"):
+        del body["model_config"][key]  # what a checkpoint of the earlier code holds
+    torch.save(body, ckpt)
+    loaded = load_model(ckpt, device="cpu")
+    observed = torch.rand(2, 4, 1, 16, 16)
+    with loaded.inference():
+        again = loaded.model.predict(observed, 5)
+    want = task.inference_model().eval().predict(observed, 5)
+    assert loaded.model_config.get("output") is None and torch.equal(again, want)
