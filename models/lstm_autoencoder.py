@@ -83,6 +83,7 @@ class LSTMAutoencoderConfig:
     output: str = "pixels"  # predictor head: "pixels" (the paper) | "warp" (motion-compensated)
     max_flow: float = 0.125  # warp: largest flow per step, as a fraction of frame_size
     scales: int = 0  # the prediction loss also at this many coarser scales (2x pooled each)
+    horizon_ramp_steps: int = 0  # curriculum: predicted frames trained on grow 1 -> horizon
     gdl_weight: float = 0.0  # weight of the gradient difference loss on predicted frames
     ssim_weight: float = 0.0  # weight of (1 - SSIM) on predicted frames (frames >= 11 px)
     lr: float = 1e-3  # Adam learning rate
@@ -106,6 +107,8 @@ class LSTMAutoencoderConfig:
             raise ValueError(
                 f"model.frame_size={self.frame_size} is not a multiple of model.patch={self.patch}"
             )
+        if self.horizon_ramp_steps < 0:
+            raise ValueError(f"model.horizon_ramp_steps={self.horizon_ramp_steps} must be >= 0")
         if self.scales < 0:
             raise ValueError(f"model.scales={self.scales} must be >= 0")
         if self.max_flow <= 0:
@@ -697,6 +700,15 @@ class LSTMAutoencoderTask(TrainingTask):
             return 0.0
         return cfg.scheduled_sampling * min(1.0, step / max(1, cfg.sampling_ramp_steps))
 
+    def trained_horizon(self, step: int) -> int:
+        """Future frames in the loss at `step`: the horizon, or with horizon_ramp_steps a
+        curriculum from 1 to it (near futures first: a flow learns to track a moving object
+        there, where a far future rewards erasing it)."""
+        cfg = self.cfg
+        if cfg.horizon_ramp_steps <= 0:
+            return cfg.horizon
+        return min(cfg.horizon, 1 + step * cfg.horizon // cfg.horizon_ramp_steps)
+
     def losses(
         self, outputs: dict[str, Tensor], observed: Tensor, future: Tensor
     ) -> dict[str, Tensor]:
@@ -739,7 +751,7 @@ class LSTMAutoencoderTask(TrainingTask):
                 f"clip of {batch.shape[1]} frames, need context + horizon = {self.clip_length}"
             )
         observed = batch[:, : cfg.context]
-        future = batch[:, cfg.context : self.clip_length]
+        future = batch[:, cfg.context : cfg.context + self.trained_horizon(step)]
         sampling_prob = self.sampling_prob(step)
         outputs = self.networks["model"](observed, future, sampling_prob=sampling_prob)
         terms = self.losses(outputs, observed, future)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,8 +35,30 @@ __all__ = [
 ]
 
 
+# key=value as typed on the command line: the key, and the value after the first "="
+_OVERRIDE = re.compile(r"^(\+{0,2}[A-Za-z_][\w.\-/@]*)=(.*)$", re.S)
+# characters Hydra's grammar never accepts in an unquoted value
+_NEEDS_QUOTES = ("=", "&")
+
+
+def quote_value(override: str) -> str:
+    """`key=value` with the value quoted for Hydra when it holds characters Hydra would reject
+    unquoted (`source=lavfi:testsrc2=size=320x240`, `source=https://h/v.mp4?a=1&b=2`): people
+    type these as ffmpeg and URLs taught them. Values already quoted, or holding quotes or
+    backslashes (quoted by their author), are left as typed."""
+    m = _OVERRIDE.match(override)
+    if m is None:
+        return override
+    key, value = m.groups()
+    if not any(c in value for c in _NEEDS_QUOTES) or any(c in value for c in "'\"\\"):
+        return override
+    return f"{key}='{value}'"
+
+
 def compose(stage: str, overrides: list[str]) -> DictConfig:
-    """The resolved config of `stage` (configs/<stage>.yaml plus its groups and the overrides)."""
+    """The resolved config of `stage` (configs/<stage>.yaml plus its groups and the overrides;
+    values holding "=" or "&" need no quoting, see `quote_value`)."""
+    overrides = [quote_value(o) for o in overrides]
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
