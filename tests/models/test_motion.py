@@ -116,3 +116,32 @@ def test_anti_blur_losses_prefer_the_sharp_frame() -> None:
     assert float(gradient_difference_loss(blurred, true)) > 0.05
     assert float(pyramid_loss(true, true, "l1", 3)) == 0.0
     assert float(pyramid_loss(blurred, true, "mse", 3)) > 0.0
+
+
+def test_horizon_curriculum_trains_near_futures_first() -> None:
+    task = LSTMAutoencoderTask(
+        frame_size=16, channels=1, context=3, horizon=4, cell="conv", conv_channels=8,
+        kernel=3, output="warp", decoders="predict", horizon_ramp_steps=8,
+    )  # fmt: skip
+    assert [task.trained_horizon(s) for s in (0, 1, 2, 4, 6, 8, 100)] == [1, 1, 2, 3, 4, 4, 4]
+    seen = []
+    model = task.networks["model"]
+    real = model.forward
+
+    def spy(observed, future, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        seen.append(future.shape[1])
+        return real(observed, future, **kwargs)
+
+    model.forward = spy  # type: ignore[method-assign]
+    optimizer = task.make_optimizers()["model"]
+
+    def update(loss: torch.Tensor, name: str) -> None:
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    for step in (0, 4, 9):
+        task.training_step(torch.rand(2, 7, 1, 16, 16), step, update)
+    assert seen == [1, 3, 4]
+    off = LSTMAutoencoderTask(frame_size=16, hidden=8, horizon=4)
+    assert off.trained_horizon(0) == 4  # off by default
