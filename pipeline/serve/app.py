@@ -46,6 +46,7 @@ class ServeConfig:
     horizon: int | None = None  # default predicted frames (null: the model's training horizon)
     max_horizon: int = 100
     max_batch: int = 256  # frames in one request
+    max_request_mb: float | None = None  # body limit (null: max_batch frames, base64, + 1 MiB)
     max_sessions: int = 1000  # per replica
     batch_sessions: int = 32  # most sessions stepped through the model as one batch
     batch_wait_ms: float = 0.0  # wait for more sessions to batch (0: only those waiting)
@@ -182,6 +183,7 @@ def build_app(p: Plan, s: ServeConfig) -> Any:
         s.ws_queue,
         s.max_videos,
         s.max_length,
+        s.max_request_mb,
     )
 
 

@@ -47,6 +47,30 @@ except ImportError:  # pragma: no cover - without ray[serve] only the helpers be
     Request = WebSocket = Response = StreamingResponse = Any  # type: ignore[misc,assignment]
 
 FORMATS = ("mp4", "gif", "webm", "npy")
+GENERATE_BODY_BYTES = 64 * 1024  # a /v1/generate request is a small JSON object
+
+
+def request_limit(frame_size: int, channels: int, max_batch: int, max_mb: float | None) -> int:
+    """Bytes a frames request may carry: `max_mb` MiB, else what max_batch frames take in the
+    largest encoding (base64 JSON of PNGs: about 4/3 of raw) plus 1 MiB of headroom."""
+    if max_mb is not None:
+        return int(max_mb * 2**20)
+    return int(max_batch * frame_size * frame_size * channels * 4 / 3) + 2**20
+
+
+async def read_body(request: Any, limit: int) -> bytes:
+    """The request body, read while counting: a Content-Length over `limit` is refused before
+    reading, and a stream that grows past it is cut off (413) without being held whole."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BadInput(413, f"request body of {int(declared)} bytes (limit {limit})")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadInput(413, f"request body over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def generate_request(
@@ -127,6 +151,7 @@ def ingress_deployment() -> Any:
             ws_queue: int,
             max_videos: int,
             max_length: int,
+            max_request_mb: float | None = None,
         ) -> None:
             self.shards, self.generator, self.meta = shards, generator, meta
             # the one predictor replica, in this process (else sessions live on the shards)
@@ -134,6 +159,12 @@ def ingress_deployment() -> Any:
             self.n_shards = 1 if self.local is not None else len(self.shards)
             self.token = token
             self.max_batch, self.max_horizon, self.ws_queue = max_batch, max_horizon, ws_queue
+            p = meta.get("predictor")
+            self.body_limit = (
+                request_limit(p["frame_size"], p["channels"], max_batch, max_request_mb)
+                if p is not None
+                else GENERATE_BODY_BYTES
+            )
             self.max_videos, self.max_length = max_videos, max_length
             self.latency_ms: deque[float] = deque(maxlen=20000)
             self.requests = 0
@@ -162,7 +193,9 @@ def ingress_deployment() -> Any:
 
         def _fail(self, status: int, msg: str) -> HTTPException:
             self._count_error(status)
-            return HTTPException(status, msg)
+            # an oversized body is not read to its end: the connection cannot be reused
+            headers = {"Connection": "close"} if status == 413 else None
+            return HTTPException(status, msg, headers=headers)
 
         def _predictor(self) -> dict[str, Any]:
             p = self.meta.get("predictor")
@@ -269,8 +302,8 @@ def ingress_deployment() -> Any:
             out_fmt = request.query_params.get("out", "raw")
             if out_fmt not in ("raw", "png", "json"):
                 raise self._fail(400, f"out={out_fmt!r}: use raw, png or json")
-            body = await request.body()
             try:
+                body = await read_body(request, self.body_limit)
                 frames = parse_frames(
                     body,
                     request.headers.get("content-type", ""),
@@ -342,6 +375,11 @@ def ingress_deployment() -> Any:
                     t0 = time.perf_counter()
                     if msg.get("bytes") is not None:
                         try:
+                            if len(msg["bytes"]) > self.body_limit:
+                                raise BadInput(
+                                    413,
+                                    f"message over {self.body_limit} bytes (serve.max_request_mb)",
+                                )
                             frames = parse_frames(
                                 msg["bytes"],
                                 "application/octet-stream",
@@ -386,7 +424,10 @@ def ingress_deployment() -> Any:
                 raise self._fail(404, "this server hosts no generator (serve.generator=CKPT)")
             try:
                 count, length, category, seed, fix, fmt, fps = generate_request(
-                    await request.body(), g["num_categories"], self.max_videos, self.max_length
+                    await read_body(request, GENERATE_BODY_BYTES),
+                    g["num_categories"],
+                    self.max_videos,
+                    self.max_length,
                 )
             except BadInput as e:
                 raise self._fail(e.status, str(e)) from None

@@ -15,15 +15,22 @@ from pipeline.core.errors import BadInput
 def _image_to_array(data: bytes, size: int, channels: int, what: str) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
-    try:
+    try:  # Image.open reads the header only: the size is checked before any pixel is decoded
         img = Image.open(io.BytesIO(data))
-        img.load()
+    except Image.DecompressionBombError as e:
+        raise BadInput(413, f"{what}: {e}") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise BadInput(400, f"{what}: not a readable PNG or JPEG image ({e})") from None
+    if img.format not in ("PNG", "JPEG"):
+        raise BadInput(415, f"{what}: a {img.format} image; send PNG or JPEG")
     if img.size != (size, size):
         raise BadInput(
             422, f"{what}: image is {img.size[0]}x{img.size[1]}, the model takes {size}x{size}"
         )
+    try:
+        img.load()
+    except (OSError, ValueError) as e:
+        raise BadInput(400, f"{what}: not a readable PNG or JPEG image ({e})") from None
     have = {"L": 1, "1": 1, "RGB": 3}.get(img.mode)
     if have != channels:
         want = "gray (L)" if channels == 1 else "RGB"

@@ -93,6 +93,72 @@ def test_parse_frames_raw_png_json_and_errors() -> None:
     assert status(b"{", "application/json") == 400
 
 
+def bomb_png(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height pixels, with almost no pixel data: what a
+    decompression bomb looks like before decoding (a real one inflates to gigabytes)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 64)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_images_are_checked_from_their_header_before_decoding() -> None:
+    import tracemalloc
+
+    tracemalloc.start()
+    for status, body in [(422, bomb_png(12000, 12000)), (413, bomb_png(60000, 60000))]:
+        with pytest.raises(BadInput) as e:
+            parse_frames(body, "image/png", SIZE, CH, None, 4)
+        assert e.value.status == status
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 8 * 2**20  # nothing of the 144 MB (or 10 GB) the pixels would take
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (SIZE, SIZE)).save(buf, format="GIF")
+    with pytest.raises(BadInput) as e:
+        parse_frames(buf.getvalue(), "image/png", SIZE, CH, None, 4)
+    assert e.value.status == 415
+
+
+def test_request_limit_and_reading_bodies_under_it() -> None:
+    import asyncio
+
+    from pipeline.serve.routes import read_body, request_limit
+
+    assert request_limit(64, 3, 256, None) == int(256 * 64 * 64 * 3 * 4 / 3) + 2**20
+    assert request_limit(64, 3, 256, 0.5) == 2**19
+
+    class FakeRequest:
+        def __init__(self, chunks: list[bytes], declared: int | None) -> None:
+            self.chunks = chunks
+            self.headers = {} if declared is None else {"content-length": str(declared)}
+            self.read = 0
+
+        async def stream(self):  # noqa: ANN202
+            for c in self.chunks:
+                self.read += 1
+                yield c
+
+    ok = FakeRequest([b"ab", b"cd"], 4)
+    assert asyncio.run(read_body(ok, 4)) == b"abcd"
+    declared = FakeRequest([b"x" * 10], 10)
+    with pytest.raises(BadInput) as e:
+        asyncio.run(read_body(declared, 4))
+    assert e.value.status == 413 and declared.read == 0  # refused before reading
+    endless = FakeRequest([b"xxx"] * 1000, None)
+    with pytest.raises(BadInput):
+        asyncio.run(read_body(endless, 10))
+    assert endless.read == 4  # cut off as soon as it passed the limit
+
+
 def test_non_loopback_needs_token(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="token"):
         plan(tiny_predictor(tmp_path / "p.pt"), ServeConfig(host="0.0.0.0"))
@@ -257,6 +323,31 @@ def test_bad_input_is_4xx_and_others_keep_working(server) -> None:
     m = c.metrics()
     assert m["errors"].get("422", 0) >= 3 and m["errors"].get("401", 0) >= 2
     good.close()
+
+
+@pytest.mark.slow
+def test_oversized_and_bomb_requests_get_4xx_and_sessions_go_on(server) -> None:
+    c = Client(server["url"], TOKEN)
+    honest = c.session(transport="http")
+    frames = np.random.default_rng(5).integers(0, 256, (4, SIZE, SIZE, CH), dtype=np.uint8)
+    before = honest.push(frames[0], 2)
+    big = np.zeros((17, SIZE, SIZE, CH), np.uint8).tobytes() * 400  # far over the limit
+    with pytest.raises(ServeClientError) as e:
+        Client(server["url"], TOKEN).request(
+            "POST", f"/v1/sessions/{honest.id}/frames", big,
+            {"Content-Type": "application/octet-stream"},
+        )  # fmt: skip
+    assert e.value.status == 413
+    with pytest.raises(ServeClientError) as e:
+        Client(server["url"], TOKEN).request(
+            "POST", f"/v1/sessions/{honest.id}/frames", bomb_png(12000, 12000),
+            {"Content-Type": "image/png"},
+        )  # fmt: skip
+    assert e.value.status == 422
+    after = honest.push(frames[1], 2)
+    assert after.shape == before.shape == (2, SIZE, SIZE, CH)
+    assert np.abs(after.astype(int) - expected(server["pred"], frames[:2], 2)).max() <= 1
+    honest.close()
 
 
 @pytest.mark.slow
