@@ -130,8 +130,9 @@ def progress(
 
 
 def summary(title: str, rows: dict[str, Any]) -> None:
-    """The one-screen summary a stage prints when it ends."""
-    if console is None:
+    """The one-screen summary a stage prints when it ends: a table on a terminal, plain lines
+    elsewhere (logs, pipes, `ray job submit`), which no console width wraps mid-path."""
+    if console is None or not console.is_terminal:
         print(title, file=sys.stderr)
         for k, v in rows.items():
             print(f"  {k:<16} {_fmt(v)}", file=sys.stderr)
