@@ -486,6 +486,62 @@ def test_each_process_reads_a_checkpoint_once(tmp_path: Path, monkeypatch) -> No
 
 
 @pytest.mark.slow
+def test_bomb_and_oversized_probe_leaves_an_honest_session_alone(server, capsys) -> None:
+    """20 concurrent bomb PNGs (12000x12000 in the header) and 20 oversized raw bodies (3x the
+    limit) on loopback while one honest session streams: every bad request gets a 4xx, the
+    honest predictions are the in-process ones, and the replica's RSS stays within 50 MB."""
+    c = Client(server["url"], TOKEN)
+    rss_before = c.metrics()["replicas"][0]["rss_mb"]
+    honest = c.session(transport="http")
+    rng = np.random.default_rng(9)
+    frames = rng.integers(0, 256, (12, SIZE, SIZE, CH), dtype=np.uint8)
+    limit = 16 * SIZE * SIZE * CH * 4 // 3 + 2**20  # the server fixture's max_batch=16
+    oversized = b"\0" * (3 * limit)
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def bad(kind: int) -> None:
+        body, ctype = (
+            (bomb_png(12000, 12000), "image/png")
+            if kind % 2
+            else (oversized, "application/octet-stream")
+        )
+        try:
+            Client(server["url"], TOKEN, timeout=60).request(
+                "POST", f"/v1/sessions/{honest.id}/frames", body, {"Content-Type": ctype}
+            )
+            status = 200
+        except ServeClientError as e:
+            status = e.status
+        with lock:
+            statuses.append(status)
+
+    threads = [threading.Thread(target=bad, args=(i,), daemon=True) for i in range(40)]
+    latency = []
+    for t in threads:
+        t.start()
+    outs = []
+    for f in frames:  # the honest stream, while the probe runs
+        t0 = time.perf_counter()
+        outs.append(honest.push(f, 2))
+        latency.append((time.perf_counter() - t0) * 1e3)
+    for t in threads:
+        t.join(timeout=120)
+    rss_after = c.metrics()["replicas"][0]["rss_mb"]
+    assert len(statuses) == 40 and all(400 <= s < 500 for s in statuses), statuses
+    assert sorted(set(statuses)) == [413, 422]
+    assert np.abs(outs[-1].astype(int) - expected(server["pred"], frames, 2)).max() <= 1
+    assert rss_after - rss_before < 50, (rss_before, rss_after)
+    honest.close()
+    with capsys.disabled():  # the probe's numbers, for the record
+        print(
+            f"\nprobe: RSS {rss_before} -> {rss_after} MB; 4xx {statuses.count(413)}x413 "
+            f"{statuses.count(422)}x422; honest push p50 {np.median(latency):.1f} ms, "
+            f"max {max(latency):.1f} ms"
+        )
+
+
+@pytest.mark.slow
 def test_load_bounded_sessions_isolated(server) -> None:
     """Scaled-down load test (the full 50 x 10 fps x 30 s is `bench/stream.py --serve-load`):
     N concurrent sessions at F fps for S seconds; every session gets its own frames back."""
