@@ -69,10 +69,28 @@ def compose(stage: str, overrides: list[str]) -> DictConfig:
         with initialize_config_module("pipeline.configs", version_base=None):
             cfg = hydra_compose(config_name=stage, overrides=overrides)
     except HydraException as e:
-        raise UsageError(_hydra_message(e)) from None
+        raise UsageError(_unparsable(overrides) or _hydra_message(e)) from None
     except OmegaConfBaseException as e:
         raise UsageError(_omegaconf_message(e)) from None
     return cfg
+
+
+def _unparsable(overrides: list[str]) -> str | None:
+    """One line naming the first argument Hydra's override grammar rejects, with the quoting
+    that works; None when every argument parses (the error is elsewhere)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    for override in overrides:
+        try:
+            parser.parse_overrides([override])
+        except HydraException as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            m = _OVERRIDE.match(override)
+            hint = f"; quote the value: \"{m.group(1)}='{m.group(2)}'\"" if m else ""
+            return f"argument {override!r}: cannot parse it ({first}){hint}"
+    return None
 
 
 def _hydra_message(e: Exception) -> str:

@@ -29,3 +29,13 @@ def test_quoted_values_and_other_overrides_are_left_alone() -> None:
     assert quote_value("+stages.x.lr=0.1") == "+stages.x.lr=0.1"
     assert quote_value("~source") == "~source"
     assert quote_value("++a.b=c=d") == "++a.b='c=d'"
+
+
+def test_a_grammar_error_names_the_argument_and_the_quoting_that_works() -> None:
+    from pipeline.cli import main
+
+    with pytest.raises(Exception) as e:
+        compose("stream", ["checkpoint=x.pt", "source=[1,2"])
+    msg = str(e.value)
+    assert "\n" not in msg and "argument 'source=[1,2'" in msg and "\"source='[1,2'\"" in msg
+    assert main(["stream", "checkpoint=x.pt", "source=[1,2"]) == 2
