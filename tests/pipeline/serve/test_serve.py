@@ -18,6 +18,7 @@ import torch
 
 from models.lstm_autoencoder import LSTMAutoencoderTask
 from models.mocogan import MoCoGANTask
+from models.protocols import video_seed
 from pipeline.core.config import UsageError
 from pipeline.core.errors import BadInput, ServeClientError
 from pipeline.runtime import checkpoint
@@ -450,6 +451,7 @@ def test_generate_gives_the_videos_of_framecast_generate(server, tmp_path: Path,
     assert rc == 0
     for i, v in enumerate(vids):
         assert (v["index"], v["seed"], v["format"]) == (i, 11, "npy")
+        assert v["video_seed"] == video_seed(11, i)
         served = np.load(io.BytesIO(v["data"]), allow_pickle=False)
         written = np.load(out / f"video_{i:06d}.npy", allow_pickle=False)
         assert served.shape == (5, 16, 16, 3)
