@@ -8,20 +8,9 @@ import torch
 
 from models import build_task
 from pipeline.runtime.sampling import sample_videos, video_categories, video_seed
+from tests.pipeline.runtime.tiny_models import GAN
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-GAN = {
-    "frame_size": 16,
-    "channels": 1,
-    "length": 4,
-    "dim_content": 6,
-    "dim_motion": 4,
-    "dim_noise": 4,
-    "gen_channels": 8,
-    "disc_channels": 8,
-    "image_batch": 4,
-}
 
 
 def generator(num_categories: int = 0) -> torch.nn.Module:
