@@ -23,6 +23,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.core.config import UsageError, required, write_result
+from pipeline.io.previews import rgb
 from pipeline.io.store import FrameStore
 from pipeline.io.video import decode_frames, write_video
 
@@ -53,6 +54,7 @@ def build_report(run_dir: str | os.PathLike[str], out: Path | None = None) -> Pa
     rows = state.get("stages", [])
     records = {r["name"]: _record(run_dir / r["name"]) for r in rows}
     body = [_header(state, rows, records, page)]
+    body += _comparisons(rows, records, page)
     for i, row in enumerate(rows, 1):
         body.append(_stage_section(i, len(rows), row, records.get(row["name"]), page))
     body.append(
@@ -259,6 +261,212 @@ def _stage_section(
     parts.append(_details("configuration", _yaml(record.get("config", {}))))
     parts.append("</section>")
     return "\n".join(parts)
+
+
+# ---------------------------------------------------------------- predictors side by side
+
+# (metric, lower is better) of the side-by-side tables and plots
+COMPARED = (("mse", True), ("psnr", False), ("ssim", False), ("sharpness", False))
+
+
+def _comparisons(
+    rows: list[dict[str, Any]], records: dict[str, dict[str, Any] | None], page: _Page
+) -> list[str]:
+    """One section per set of predictors evaluated on the same data (same store, context and
+    horizon): their per-step curves in one plot, a table with the best value marked, and their
+    predictions of the same sequences one under the other, beside copy-last-frame. An
+    evaluation's `evaluate.baseline` joins its set as one more predictor."""
+    groups: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
+    for row in rows:
+        record = records.get(row["name"])
+        r = (record or {}).get("result") or {}
+        if record is None or record.get("stage") != "evaluate" or "per_step" not in r:
+            continue
+        if "mse" not in r:
+            continue
+        key = (str(r.get("data")), int(r["context"]), int(r["horizon"]))
+        files = r.get("files") or {}
+        members = groups.setdefault(key, [])
+        members.append(
+            {
+                "label": _model_label(str(r.get("checkpoint")), str(r.get("model")), records),
+                "stage": row["name"],
+                "metrics": r,
+                "npz": files.get("samples_npz"),
+                "array": "predicted",
+                "finished": record.get("finished") or 0,
+            }
+        )
+        if isinstance(r.get("baseline"), dict):
+            b = r["baseline"]
+            members.append(
+                {
+                    "label": _model_label(str(b.get("checkpoint")), str(b.get("model")), records),
+                    "stage": row["name"],
+                    "metrics": b,
+                    "npz": files.get("samples_npz"),
+                    "array": "baseline",
+                    "finished": record.get("finished") or 0,
+                }
+            )
+    sections = []
+    for n, ((data, context, horizon), members) in enumerate(groups.items(), 1):
+        if len(members) < 2:
+            continue  # one predictor: its own section already shows it beside copy-last
+        try:
+            sections.append(_comparison(n, data, context, horizon, members, page))
+        except Exception as e:  # noqa: BLE001 - a broken comparison must not hide the stages
+            sections.append(
+                f"<section><h2>Side by side: {html.escape(Path(data).name)}</h2>"
+                f"<p class=missing>could not render: {html.escape(str(e))}</p></section>"
+            )
+    return sections
+
+
+def _model_label(checkpoint: str, family: str, records: dict[str, dict[str, Any] | None]) -> str:
+    """The model config a checkpoint was trained with and the stage that trained it
+    (`lstm_autoencoder_cpu (train_cpu)`), else the family name."""
+    for name, record in records.items():
+        if record is None or record.get("stage") != "train":
+            continue
+        if checkpoint in (record.get("outputs") or {}).values():
+            model = (record.get("groups") or {}).get("model") or family
+            return f"{model} ({name})"
+    return family
+
+
+def _comparison(
+    n: int, data: str, context: int, horizon: int, members: list[dict[str, Any]], page: _Page
+) -> str:
+    copy_last = members[0]["metrics"]["copy_last"]
+    series = [(m["label"], m["metrics"]) for m in members] + [("copy last frame", copy_last)]
+    # table: a row per predictor, the best value of each column in bold
+    names = [m for m, _ in COMPARED if m in copy_last]
+    best = {}
+    for m, lower in COMPARED:
+        values = [s[m] for _, s in series if isinstance(s.get(m), int | float)]
+        if values:
+            best[m] = min(values) if lower else max(values)
+    head = "".join(f"<th>{m.upper()}</th>" for m in names)
+    body = []
+    for label, s in series:
+        cells = "".join(
+            f"<td><b>{_fmt(s.get(m))}</b></td>"
+            if s.get(m) == best.get(m)
+            else f"<td>{_fmt(s.get(m))}</td>"
+            for m in names
+        )
+        body.append(f"<tr><th>{html.escape(label)}</th>{cells}</tr>")
+    arrows = " · ".join(
+        f"{m.upper()} {'lower' if lower else 'higher'} is better" for m, lower in COMPARED
+    )
+    table = (
+        f"<table class=metrics><tr><th>predictor</th>{head}</tr>{''.join(body)}</table>"
+        f"<p class=dim>{arrows}; sharpness: the predictions' image gradients as a share of the "
+        "true frames' (1 = as sharp)</p>"
+    )
+    finished = max(float(m["finished"]) for m in members)
+    record = {"name": f"compare-{n}", "finished": finished}
+    plot = page.asset(record, "per_step.png")
+    if not _fresh(plot, record):
+        _plot_side_by_side(series, horizon, plot)
+    grid = page.asset(record, "samples.png")
+    if not _fresh(grid, record):
+        _grid_side_by_side(members, context, grid)
+    title = f"{Path(data).name} ({context} observed → {horizon} predicted)"
+    figs = page.img(plot, "metrics per future step, every predictor") + page.img(
+        grid,
+        "the same held-out sequences: true frames, then each predictor's (observed frames "
+        "first, red bar: predicted)",
+    )
+    stages = ", ".join(dict.fromkeys(m["stage"] for m in members))
+    return (
+        f"<section><h2>Side by side: {html.escape(title)}</h2>"
+        f"<p class=meta>from {html.escape(stages)} · data <code>{html.escape(data)}</code></p>"
+        f'{table}<div class="figs">{figs}</div></section>'
+    )
+
+
+def _plot_side_by_side(series: list[tuple[str, dict[str, Any]]], horizon: int, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [m for m, _ in COMPARED if m in series[-1][1].get("per_step", {})]
+    fig, axes = plt.subplots(1, len(names), figsize=(3.4 * len(names), 3.0), squeeze=False)
+    steps = list(range(1, horizon + 1))
+    for ax, m in zip(axes[0], names):
+        for i, (label, s) in enumerate(series):
+            values = (s.get("per_step") or {}).get(m)
+            if values:
+                style = "k--" if i == len(series) - 1 else "-"
+                ax.plot(steps[: len(values)], values, style, lw=1.4, label=label)
+        ax.set_title(m)
+        ax.set_xlabel("future step")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _grid_side_by_side(
+    members: list[dict[str, Any]], context: int, path: Path, sequences: int = 3, columns: int = 16
+) -> None:
+    """Per sequence a strip of true frames, then one per predictor (its observed frames, then
+    its predictions), labelled; long horizons show every k-th step (at most `columns`)."""
+    import matplotlib
+    import numpy as np
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arrays: dict[str, Any] = {}
+    rows: list[tuple[str, Any]] = []
+    for m in members:
+        if not m["npz"] or not Path(m["npz"]).is_file():
+            continue
+        if m["npz"] not in arrays:
+            with np.load(m["npz"], allow_pickle=False) as z:
+                arrays[m["npz"]] = {k: z[k] for k in z.files}
+        rows.append((m["label"], arrays[m["npz"]]))
+    if not rows:
+        return
+    true = rows[0][1]["true"]  # (N, T, H, W, C): the same sequences for every member
+    n = min(sequences, len(true), *(len(a["true"]) for _, a in rows))
+    horizon = true.shape[1] - context
+    every = max(1, -(-horizon // columns))
+    shown = list(range(context - min(context, 3), context)) + list(
+        range(context + every - 1, context + horizon, every)
+    )
+    strips, labels = [], []
+    for k in range(n):
+        strips.append(true[k][shown])
+        labels.append("true")
+        for (label, a), member in zip(rows, [m for m in members if m["npz"]]):
+            pred = a[member["array"]][k]
+            strips.append(np.concatenate([true[k][:context], pred])[shown])
+            labels.append(label)
+    h, w = true.shape[2:4]
+    fig, axes = plt.subplots(
+        len(strips),
+        1,
+        figsize=(min(14, 0.5 + len(shown) * 0.75), 0.75 * len(strips) + 0.6),
+        squeeze=False,
+    )
+    for ax, strip, label in zip(axes[:, 0], strips, labels):
+        img = np.concatenate([rgb(f) for f in strip], axis=1)
+        ax.imshow(img, interpolation="nearest")
+        ax.set_yticks([])
+        ax.set_xticks([w * i + w / 2 for i in range(len(shown))])
+        ax.set_xticklabels([str(t - context + 1) for t in shown], fontsize=6)
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=7)
+        ax.axvline(w * min(context, 3) - 0.5, color="red", lw=1.5)
+    axes[-1, 0].set_xlabel("future step (<= 0: observed)", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 # ---------------------------------------------------------------- per-stage renderers

@@ -21,6 +21,7 @@ decides); a classifier checkpoint is refused.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from pipeline.core.config import UsageError, existing_path, required, typed, wri
 from pipeline.core.frames import to_model, to_uint8
 from pipeline.core.progress import progress, summary
 from pipeline.io.loader import ClipDataset
-from pipeline.io.previews import flow_to_rgb, rgb, write_png
+from pipeline.io.previews import flow_to_rgb, rgb, write_atomic, write_png
 from pipeline.io.video import write_video
 from pipeline.runtime.inference import LoadedModel, load_model
 from pipeline.stages.evaluate.common import EvaluateConfig, default_out
@@ -139,6 +140,7 @@ def run(cfg: DictConfig) -> dict:
     model_acc, copy_acc = MetricAccumulator(), MetricAccumulator()
     oracle_acc, baseline_acc, pck_acc = MetricAccumulator(), MetricAccumulator(), PCKAccumulator()
     grid: list[tuple[np.ndarray, np.ndarray]] = []  # uint8 (T, H, W, C), (horizon, H, W, C)
+    grid_baseline: list[np.ndarray] = []  # the baseline's predictions of the grid's sequences
     count = 0
     size = (loaded.frame_size, loaded.channels)
     baseline = _load_baseline(ev.baseline, size, device) if ev.baseline else None
@@ -178,12 +180,15 @@ def run(cfg: DictConfig) -> dict:
                 pred = model.predict(observed, horizon).float().clamp(0, 1)
             model_acc.update(pred, future)
             copy_acc.update(copy_last_baseline(observed, horizon), future)
+            base = None
             if baseline is not None:
                 base = baseline.model.predict(observed, horizon).float().clamp(0, 1)
                 baseline_acc.update(base, future)
             shown = min(len(batch), ev.grid_sequences - len(grid))
             if shown > 0:
                 grid += list(zip(batch[:shown], to_uint8(pred[:shown])))
+                if base is not None:
+                    grid_baseline += list(to_uint8(base[:shown]))
             count += len(batch)
             bar.advance(len(batch))
             if ev.max_sequences is not None and count >= ev.max_sequences:
@@ -218,6 +223,17 @@ def run(cfg: DictConfig) -> dict:
     if grid:
         _sample_grid(grid, context, out)
         files.update(grid_png=str(out / "samples.png"), grid_gif=str(out / "samples.gif"))
+        # the grid's frames as arrays: the report sets predictors of one store side by side
+        arrays = {
+            "true": np.stack([t for t, _ in grid]),
+            "predicted": np.stack([p for _, p in grid]),
+        }
+        if grid_baseline:
+            arrays["baseline"] = np.stack(grid_baseline)
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        write_atomic(out / "samples.npz", buffer.getvalue())
+        files["samples_npz"] = str(out / "samples.npz")
         if isinstance(model, MotionPredictor):
             with loaded.inference():
                 observed = to_model(np.stack([true[:context] for true, _ in grid]), device)

@@ -49,6 +49,15 @@ def test_report_rebuilds_with_every_stage_and_local_images(demo_run: tuple[Path,
         assert "://" not in src and (run_dir / src).is_file(), src
     assert "copy last frame" in html and "configuration" in html
     assert not re.search(r"(src|href)=\"https?://", html)  # static: nothing from the network
+    # predictors of one store side by side: the paper LSTM and the CPU predictor on Moving
+    # MNIST, the hierarchical predictor and its LSTM baseline on stick figures; copy-last in each
+    assert html.count("<h2>Side by side: ") == 2
+    assert "lstm_autoencoder_small (train_lstm)" in html
+    assert "lstm_autoencoder_cpu (train_cpu)" in html
+    assert "hierarchical (train_hier)" in html and "lstm_autoencoder_cpu (train_stick_lstm)" in html
+    for n in (1, 2, 3):
+        if (run_dir / "report_assets" / f"compare-{n}-per_step.png").exists():
+            assert f"report_assets/compare-{n}-samples.png" in html
     if (run_dir / "generate_gan").exists():
         assert "generate_gan/preview.gif" in html
     if (run_dir / "evaluate_gan").exists():  # generator metrics beside the real videos'

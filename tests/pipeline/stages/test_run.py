@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pipeline.cli import main
@@ -25,8 +26,31 @@ TINY = [
     "+stages.train_lstm.model.hidden=16",
     "++stages.evaluate_lstm.evaluate.max_sequences=4",
     "++stages.evaluate_lstm.evaluate.grid_sequences=2",
-    "stages.predict_lstm.predict.horizon=10",
-    "++stages.predict_lstm.predict.scale=1",
+    "stages.train_cpu.trainer.max_steps=2",
+    "++stages.train_cpu.trainer.batch_size=4",
+    "++stages.train_cpu.trainer.log_every=1",
+    "+stages.train_cpu.model.conv_channels=4",
+    "++stages.evaluate_cpu.evaluate.max_sequences=4",
+    "++stages.evaluate_cpu.evaluate.grid_sequences=2",
+    "stages.predict_cpu.predict.horizon=10",
+    "++stages.predict_cpu.predict.scale=1",
+    "stages.stick.synth.num_videos=20",
+    "stages.stick.synth.length=20",
+    "stages.train_hier.trainer.max_steps=2",
+    "stages.train_hier.trainer.batch_size=4",
+    "stages.train_hier.model.gen_channels=4",
+    "stages.train_hier.model.detector_channels=4",
+    "stages.train_hier.model.disc_channels=4",
+    "stages.train_hier.model.pose_hidden=8",
+    "stages.train_hier.model.pose_embed=8",
+    "+stages.train_hier.model.horizon=6",
+    "+stages.train_hier.model.max_offset=4",
+    "stages.train_stick_lstm.trainer.max_steps=2",
+    "++stages.train_stick_lstm.trainer.batch_size=4",
+    "+stages.train_stick_lstm.model.conv_channels=4",
+    "stages.evaluate_hier.evaluate.horizon=6",
+    "++stages.evaluate_hier.evaluate.max_sequences=2",
+    "++stages.evaluate_hier.evaluate.grid_sequences=2",
     "stages.shapes.synth.num_videos=12",
     "stages.shapes.data.size=16",
     "stages.train_gan.model.frame_size=16",
@@ -41,11 +65,12 @@ TINY = [
     "stages.evaluate_gan.evaluate.num_videos=4",
     "++stages.evaluate_gan.evaluate.batch_size=4",
 ]
-ORDER = ["mnist", "train_lstm", "evaluate_lstm", "predict_lstm", "shapes", "train_gan"]
-ORDER += ["generate_gan", "evaluate_gan"]
+ORDER = ["mnist", "train_lstm", "evaluate_lstm", "train_cpu", "evaluate_cpu", "predict_cpu"]
+ORDER += ["stick", "train_hier", "train_stick_lstm", "evaluate_hier"]
+ORDER += ["shapes", "train_gan", "generate_gan", "evaluate_gan"]
 # only the Moving MNIST branch (tests that need no GAN, and the subprocess test)
-MNIST_ONLY = [f"~stages.{n}" for n in ORDER[ORDER.index("shapes") :]]
-MNIST_STAGES = ORDER[: ORDER.index("shapes")]
+MNIST_ONLY = [f"~stages.{n}" for n in ORDER[ORDER.index("stick") :]]
+MNIST_STAGES = ORDER[: ORDER.index("stick")]
 
 
 def framecast_run(run_dir: Path, *extra: str) -> dict:
@@ -87,7 +112,18 @@ def test_tiny_demo_end_to_end(demo_run: tuple[Path, dict]) -> None:
     assert (run_dir / "train_lstm" / "checkpoints" / "last.pt").exists()
     metrics = json.loads((run_dir / "evaluate_lstm" / "metrics.json").read_text())
     assert 1 <= metrics["sequences"] <= 4 and "mse" in metrics["copy_last"]
-    assert (run_dir / "predict_lstm" / "prediction.mp4").stat().st_size > 0
+    assert (run_dir / "predict_cpu" / "prediction.mp4").stat().st_size > 0
+    # the three families: the paper LSTM and the CPU predictor (warp head) on Moving MNIST, the
+    # hierarchical predictor on stick figures beside the CPU predictor rolled out as far
+    cpu = json.loads((run_dir / "evaluate_cpu" / "metrics.json").read_text())
+    assert cpu["model"] == metrics["model"] == "lstm_autoencoder"
+    assert cpu["sharpness"] > 0 and "sharpness" in cpu["copy_last"]
+    hier = json.loads((run_dir / "evaluate_hier" / "metrics.json").read_text())
+    assert hier["model"] == "hierarchical" and hier["horizon"] == 6
+    assert hier["baseline"]["model"] == "lstm_autoencoder"
+    assert len(hier["baseline"]["per_step"]["mse"]) == 6
+    with np.load(run_dir / "evaluate_hier" / "samples.npz") as z:
+        assert z["predicted"].shape == z["baseline"].shape == (2, 6, 32, 32, 3)
     lines = (run_dir / "generate_gan" / "manifest.jsonl").read_text().splitlines()
     assert len(lines) == 2
     gan = json.loads((run_dir / "evaluate_gan" / "metrics.json").read_text())
@@ -120,7 +156,7 @@ def test_rerun_skips_everything_then_a_training_change_reruns_only_what_follows(
 
     changed = framecast_run(run_dir, "stages.train_lstm.trainer.max_steps=3")
     want = {n: "cached" for n in ORDER}
-    want.update(train_lstm="ran", evaluate_lstm="ran", predict_lstm="ran")
+    want.update(train_lstm="ran", evaluate_lstm="ran")
     assert statuses(changed) == want
     assert json.loads((run_dir / "train_lstm" / "result.json").read_text())["steps"] == 3
     # the same change again: all cached
@@ -131,18 +167,18 @@ def test_rerun_skips_everything_then_a_training_change_reruns_only_what_follows(
 
 def test_run_from_forces_a_stage_and_those_after_it(demo_run: tuple[Path, dict]) -> None:
     run_dir, _ = demo_run
-    out = framecast_run(run_dir, "stages.train_lstm.trainer.max_steps=3", "run.from=predict_lstm")
+    out = framecast_run(run_dir, "stages.train_lstm.trainer.max_steps=3", "run.from=predict_cpu")
     got = statuses(out)
-    assert got["mnist"] == got["train_lstm"] == got["evaluate_lstm"] == "cached"
-    assert all(got[n] == "ran" for n in ORDER[ORDER.index("predict_lstm") :])
+    assert got["mnist"] == got["train_lstm"] == got["evaluate_cpu"] == "cached"
+    assert all(got[n] == "ran" for n in ORDER[ORDER.index("predict_cpu") :])
 
 
 def test_deleted_output_reruns_its_stage(demo_run: tuple[Path, dict]) -> None:
     run_dir, _ = demo_run
     framecast_run(run_dir, "stages.train_lstm.trainer.max_steps=3")
-    (run_dir / "predict_lstm" / "prediction.mp4").unlink()
+    (run_dir / "predict_cpu" / "prediction.mp4").unlink()
     again = statuses(framecast_run(run_dir, "stages.train_lstm.trainer.max_steps=3"))
-    assert again == {n: "ran" if n == "predict_lstm" else "cached" for n in ORDER}
+    assert again == {n: "ran" if n == "predict_cpu" else "cached" for n in ORDER}
 
 
 def test_dry_run_runs_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -207,12 +243,7 @@ def test_resume_after_a_kill_between_stages(tmp_path: Path) -> None:
     report = tmp_path / "result.json"
     assert main([*slow, f"report={report}"]) == 0
     got = statuses(json.loads(report.read_text()))
-    assert got == {
-        "mnist": "cached",
-        "train_lstm": "ran",
-        "evaluate_lstm": "ran",
-        "predict_lstm": "ran",
-    }
+    assert got == {"mnist": "cached"} | {n: "ran" for n in MNIST_STAGES[1:]}
     assert json.loads((run_dir / "run.json").read_text())["finished"] is not None
 
 
