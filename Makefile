@@ -11,7 +11,10 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "framecast needs Python 3.11+"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	# an editable install of a package-dir mapping (configs/ -> pipeline.configs) makes setuptools
+	# print an "Editable installation." notice (information only, not a packaging problem; the
+	# wheel build prints nothing: tests/pipeline/test_packaging.py): silenced by its message
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
 # The main job on the embedded default (CPU, local store, synthetic data):

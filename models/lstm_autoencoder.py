@@ -12,7 +12,17 @@ from discarding the past; the predictor keeps it from memorising frames without 
 
 Each decoder is *conditional* (its input at step k is the previous frame of its target: the
 true one while training, its own output at inference; scheduled sampling mixes the two) or
-*unconditional* (its input is zero, so it can only unroll the state it was given).
+*unconditional* (its input is zero, so it can only unroll the state it was given), each on its
+own: `conditional` is false (neither), true (both), "predict" or "reconstruct" (that decoder
+only). The paper's best Moving MNIST model (Table 1, "Composite Model with Conditional Future
+Predictor") is `conditional="predict"`: an unconditional reconstruction, a conditional future.
+
+The paper's recipe (configs/model/lstm_autoencoder_paper.yaml states each setting and its
+source) has options here too: `layers=2` (the Table 1 models have two LSTM layers of 2048
+units), `peephole=True` (the official code's LSTM cell has peephole connections, its
+`w_diag`), `optimizer="sgd"` with `momentum`, `weight_decay` and `step_clip` (the official
+update: momentum SGD on the loss summed over the batch, `reduction="sum"`, every element of the
+step clipped) and `init_range` (its uniform initialisation).
 
 Variants beyond the paper:
 - `cell="conv"`: ConvLSTM cells (Shi et al., 2015) on patchified frames, for natural video,
@@ -23,6 +33,9 @@ Variants beyond the paper:
   (models/motion.py): each future frame is the previous one warped by a predicted flow,
   blended with new appearance where a predicted mask says so. Untrained, it is exactly
   copy-last-frame. `output="pixels"` is the paper's head (frames drawn from the state).
+  `output="cdna"`: the kernel head of models/motion.py instead of the flow (Finn et al. 2016's
+  CDNA): `motion_kernels` translation kernels per step for the whole frame, chosen per pixel;
+  also exactly copy-last-frame untrained.
 - losses against blur: `loss` l1 | mse | bce per pixel, plus `gdl_weight` · the gradient
   difference loss (Mathieu et al., 2016) and `ssim_weight` · (1 − SSIM) on predicted frames.
 
@@ -46,10 +59,13 @@ from torch import Tensor, nn
 
 from models.motion import (
     compose,
+    compose_kernels,
     gradient_difference_loss,
+    kernel_bank,
     pixel_loss,
     pyramid_loss,
     rollout,
+    rollout_kernels,
     ssim_loss,
     upsample_flow,
     zero_rows,
@@ -57,6 +73,7 @@ from models.motion import (
 from models.task import TrainingTask, UpdateFn
 
 LSTMState = tuple[Tensor, Tensor]  # (h, c), each (layers, B, *state features): nn.LSTM's layout
+CONDITIONAL = ("predict", "reconstruct")  # model.conditional's strings: the one conditional decoder
 
 
 @dataclass
@@ -69,9 +86,11 @@ class LSTMAutoencoderConfig:
     context: int = 10  # T: observed frames the encoder reads
     horizon: int = 10  # K: future frames the predictor is trained on
     hidden: int = 2048  # fc: units per LSTM layer (the paper: 2048)
-    layers: int = 1  # stacked LSTM layers, in the encoder and in each decoder
+    layers: int = 1  # stacked LSTM layers, encoder and each decoder (the paper's Table 1: 2)
     decoders: str = "composite"  # "composite" | "reconstruct" | "predict"
-    conditional: bool = False  # decoders fed the previous frame (True) or zero (False)
+    # decoders fed the previous frame: False (neither) | True (both) | "predict" | "reconstruct"
+    conditional: bool | str = False
+    peephole: bool = False  # fc: LSTM cells with peephole connections (the official code's)
     scheduled_sampling: float = 0.0  # max prob. of feeding own output in training (0: never)
     sampling_ramp_steps: int = 10000  # steps over which that probability rises linearly from 0
     cell: str = "fc"  # "fc": LSTM on flattened frames (the paper); "conv": ConvLSTM on patches
@@ -80,22 +99,33 @@ class LSTMAutoencoderConfig:
     kernel: int = 5  # conv: ConvLSTM kernel size
     attention: bool = False  # decoders attend over every encoder state, not only the last
     loss: str = "bce"  # per-pixel loss: "bce" (sigmoid outputs), "mse" or "l1" (regressed)
-    output: str = "pixels"  # predictor head: "pixels" (the paper) | "warp" (motion-compensated)
+    output: str = (
+        "pixels"  # predictor head: "pixels" (the paper) | "warp" (flow) | "cdna" (kernels)
+    )
     max_flow: float = 0.125  # warp: largest flow per step, as a fraction of frame_size
+    motion_kernels: int = 8  # cdna: translation kernels per step (objects moving differently)
+    motion_kernel_size: int = 9  # cdna: k, odd; the farthest move per step is k // 2 pixels
     scales: int = 0  # the prediction loss also at this many coarser scales (2x pooled each)
     horizon_ramp_steps: int = 0  # curriculum: predicted frames trained on grow 1 -> horizon
     gdl_weight: float = 0.0  # weight of the gradient difference loss on predicted frames
     ssim_weight: float = 0.0  # weight of (1 - SSIM) on predicted frames (frames >= 11 px)
-    lr: float = 1e-3  # Adam learning rate
-    weight_decay: float = 0.0  # Adam L2 weight decay
+    lr: float = 1e-3  # learning rate
+    weight_decay: float = 0.0  # L2 weight decay (sgd: of the weights, not of the biases)
     reconstruct_weight: float = 1.0  # weight of the reconstruction loss next to the prediction loss
+    optimizer: str = "adam"  # "adam" | "sgd": momentum SGD with a clipped step (official code)
+    momentum: float = 0.9  # sgd: momentum of the velocity
+    step_clip: float = 0.0  # sgd: each element of the step clipped to ±step_clip (0: off)
+    reduction: str = "mean"  # loss over pixels, frames and clips: "mean" | "sum" (official)
+    init_range: float = 0.0  # > 0: weights uniform in ±init_range, biases 0; 0: PyTorch's init
 
     def __post_init__(self) -> None:
         choices = {
             "decoders": ("composite", "reconstruct", "predict"),
             "cell": ("fc", "conv"),
             "loss": ("bce", "mse", "l1"),
-            "output": ("pixels", "warp"),
+            "output": ("pixels", "warp", "cdna"),
+            "optimizer": ("adam", "sgd"),
+            "reduction": ("mean", "sum"),
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
@@ -103,7 +133,19 @@ class LSTMAutoencoderConfig:
         for key in ("frame_size", "channels", "context", "horizon", "hidden", "layers"):
             if getattr(self, key) < 1:
                 raise ValueError(f"model.{key}={getattr(self, key)} must be at least 1")
-        if (self.cell == "conv" or self.output == "warp") and self.frame_size % self.patch != 0:
+        if not isinstance(self.conditional, bool) and self.conditional not in CONDITIONAL:
+            raise ValueError(
+                f"model.conditional={self.conditional!r}: expected false, true, "
+                f"{' or '.join(CONDITIONAL)}"
+            )
+        if self.peephole and self.cell != "fc":
+            raise ValueError("model.peephole=true needs model.cell=fc (LSTM cells on frames)")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"model.momentum={self.momentum} must be in [0, 1)")
+        for key in ("step_clip", "init_range", "weight_decay"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"model.{key}={getattr(self, key)} must be >= 0")
+        if (self.cell == "conv" or self.output != "pixels") and self.frame_size % self.patch != 0:
             raise ValueError(
                 f"model.frame_size={self.frame_size} is not a multiple of model.patch={self.patch}"
             )
@@ -111,6 +153,15 @@ class LSTMAutoencoderConfig:
             raise ValueError(f"model.horizon_ramp_steps={self.horizon_ramp_steps} must be >= 0")
         if self.scales < 0:
             raise ValueError(f"model.scales={self.scales} must be >= 0")
+        if (
+            self.motion_kernels < 1
+            or self.motion_kernel_size < 1
+            or self.motion_kernel_size % 2 == 0
+        ):
+            raise ValueError(
+                f"model.motion_kernels={self.motion_kernels} must be >= 1 and "
+                f"model.motion_kernel_size={self.motion_kernel_size} odd and >= 1"
+            )
         if self.max_flow <= 0:
             raise ValueError(f"model.max_flow={self.max_flow} must be > 0")
         if self.gdl_weight < 0 or self.ssim_weight < 0:
@@ -122,9 +173,89 @@ class LSTMAutoencoderConfig:
                 f"model.scheduled_sampling={self.scheduled_sampling} must be in [0, 1]"
             )
 
+    @property
+    def conditional_reconstruct(self) -> bool:
+        """Whether the reconstruction decoder is fed its previous frame."""
+        return self.conditional is True or self.conditional == "reconstruct"
+
+    @property
+    def conditional_predict(self) -> bool:
+        """Whether the future predictor is fed its previous frame."""
+        return self.conditional is True or self.conditional == "predict"
+
 
 # ---------------------------------------------------------------------------------------------
 # Recurrent stacks
+
+
+class PeepholeLSTM(nn.Module):
+    """A stack of LSTM layers with peephole connections (Gers & Schmidhuber, 2000): the input,
+    forget and output gates also read the cell, through one weight per unit (the official
+    code's `w_diag`). nn.LSTM's calling convention (batch_first=True) and gate order:
+
+        i_t = σ(W_i [x_t, h_{t-1}] + p_i ⊙ c_{t-1} + b_i)
+        f_t = σ(W_f [x_t, h_{t-1}] + p_f ⊙ c_{t-1} + b_f)
+        g_t = tanh(W_g [x_t, h_{t-1}] + b_g)
+        c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t
+        o_t = σ(W_o [x_t, h_{t-1}] + p_o ⊙ c_t + b_o)
+        h_t = o_t ⊙ tanh(c_t)
+
+    forward(x (B, T, In), state=None) -> (top-layer outputs (B, T, H), (h_n, c_n)), h_n and
+    c_n (layers, B, H); a missing state is zero. Layer by layer: W_x x_t + b for all steps in
+    one matrix product, the recurrence step by step (no cuDNN kernel has peepholes). Weights
+    start as nn.LSTM's (uniform in ±1/sqrt(H)), the peepholes uniform in ±0.1 (the official
+    code's scale for them).
+    """
+
+    def __init__(self, input_size: int, hidden: int, layers: int) -> None:
+        super().__init__()
+        self.hidden = hidden
+        bound = 1.0 / math.sqrt(hidden)
+
+        def uniform(*shape: int, scale: float = bound) -> nn.Parameter:
+            return nn.Parameter(torch.empty(*shape).uniform_(-scale, scale))
+
+        sizes = [input_size] + [hidden] * (layers - 1)
+        self.weight_ih = nn.ParameterList(uniform(4 * hidden, n) for n in sizes)
+        self.weight_hh = nn.ParameterList(uniform(4 * hidden, hidden) for _ in sizes)
+        self.bias = nn.ParameterList(uniform(4 * hidden) for _ in sizes)
+        self.peephole = nn.ParameterList(uniform(3, hidden, scale=0.1) for _ in sizes)
+
+    def forward(self, x: Tensor, state: LSTMState | None = None) -> tuple[Tensor, LSTMState]:
+        layers = len(self.weight_ih)
+        if state is None:
+            zeros = x.new_zeros(layers, x.shape[0], self.hidden)
+            state = (zeros, zeros)
+        h_n, c_n = [], []
+        layer_input = x  # (B, T, In)
+        for layer in range(layers):
+            h, c = state[0][layer], state[1][layer]
+            p_i, p_f, p_o = self.peephole[layer]
+            # W_x x_t + b for every step at once: (B, T, 4H)
+            input_gates = F.linear(layer_input, self.weight_ih[layer], self.bias[layer])
+            outputs = []
+            for step_gates in input_gates.unbind(1):
+                i, f, g, o = (step_gates + F.linear(h, self.weight_hh[layer])).chunk(4, dim=-1)
+                c = torch.sigmoid(f + p_f * c) * c + torch.sigmoid(i + p_i * c) * torch.tanh(g)
+                h = torch.sigmoid(o + p_o * c) * torch.tanh(c)
+                outputs.append(h)
+            layer_input = torch.stack(outputs, dim=1)
+            h_n.append(h)
+            c_n.append(c)
+        return layer_input, (torch.stack(h_n), torch.stack(c_n))
+
+
+def init_uniform_(module: nn.Module, scale: float) -> None:
+    """The official code's initialisation of `module`: every weight uniform in ±scale, every
+    bias 0; peephole weights keep their own (±0.1, the official scale for them)."""
+    with torch.no_grad():
+        for name, param in module.named_parameters():
+            if "peephole" in name:
+                continue
+            if "bias" in name:
+                param.zero_()
+            else:
+                param.uniform_(-scale, scale)
 
 
 class ConvLSTMCell(nn.Module):
@@ -375,36 +506,56 @@ class CompositeLSTM(nn.Module):
             self.channel_dim = -1
             self.frame_features = cfg.channels * cfg.frame_size**2  # D
             self.state_features = cfg.hidden
-            self.encoder = nn.LSTM(self.frame_features, cfg.hidden, cfg.layers, batch_first=True)
+            self.encoder = self._fc_lstm(self.frame_features)
         else:
             self.channel_dim = -3
             self.frame_features = cfg.channels * cfg.patch**2  # channels of the patch grid
             self.state_features = cfg.conv_channels
             self.encoder = ConvLSTM(self.frame_features, cfg.conv_channels, cfg.kernel, cfg.layers)
-        self.warp = cfg.output == "warp"
-        self.reconstructor = self._decoder(warp=False) if cfg.decoders != "predict" else None
-        self.predictor = self._decoder(self.warp) if cfg.decoders != "reconstruct" else None
+        self.warp = cfg.output != "pixels"  # a motion head: "warp" (flow) or "cdna" (kernels)
+        if cfg.output == "cdna":  # initial kernel logits (N, k²), from the config: not saved
+            bank = kernel_bank(cfg.motion_kernels, cfg.motion_kernel_size)
+            self.register_buffer("kernel_bank", bank, persistent=False)
+        if cfg.init_range > 0:
+            init_uniform_(self.encoder, cfg.init_range)
+        self.reconstructor = None
+        if cfg.decoders != "predict":
+            self.reconstructor = self._decoder(False, cfg.conditional_reconstruct)
+        self.predictor = None
+        if cfg.decoders != "reconstruct":
+            self.predictor = self._decoder(self.warp, cfg.conditional_predict)
 
-    def _decoder(self, warp: bool) -> Decoder:
+    def _fc_lstm(self, input_size: int) -> nn.Module:
+        """An fc LSTM stack: nn.LSTM (cuDNN), or PeepholeLSTM with model.peephole."""
         cfg = self.cfg
-        frame_in = self.frame_features if cfg.conditional else 0
+        if cfg.peephole:
+            return PeepholeLSTM(input_size, cfg.hidden, cfg.layers)
+        return nn.LSTM(input_size, cfg.hidden, cfg.layers, batch_first=True)
+
+    def _decoder(self, warp: bool, conditional: bool) -> Decoder:
+        cfg = self.cfg
+        frame_in = self.frame_features if conditional else 0
         context_in = self.state_features if cfg.attention else 0
         input_size = max(frame_in + context_in, 1)  # an input-less decoder is fed one zero
         readout_in = self.state_features + context_in
         # Readout outputs: a frame's features (C per pixel); for the warp head the appearance
         # (C per pixel), then a mask (1) and a flow (2) per cell of the frame_size/patch grid,
         # upsampled: smooth fields, where per-pixel ones from patch features come out blocky.
+        # The kernel head: a mask and N selections per cell, and N k×k kernel logits (fc: once;
+        # conv: per cell, averaged over the grid: every cell votes for the frame's kernels).
         grid = cfg.frame_size // cfg.patch
-        coarse = 3 if warp else 0
+        coarse, kernels = (3, 0) if warp else (0, 0)
+        if warp and cfg.output == "cdna":
+            coarse, kernels = 1 + cfg.motion_kernels, cfg.motion_kernels * cfg.motion_kernel_size**2
         if cfg.cell == "fc":
-            lstm = nn.LSTM(input_size, cfg.hidden, cfg.layers, batch_first=True)
-            outputs = cfg.channels * cfg.frame_size**2 + coarse * grid**2
+            lstm = self._fc_lstm(input_size)
+            outputs = cfg.channels * cfg.frame_size**2 + coarse * grid**2 + kernels
             readout = nn.Linear(readout_in, outputs)
             query = nn.Linear(cfg.hidden, cfg.hidden, bias=False)
             last, per_map = readout, cfg.frame_size**2
         else:
             lstm = ConvLSTM(input_size, cfg.conv_channels, cfg.kernel, cfg.layers)
-            outputs = cfg.channels * cfg.patch**2 + coarse
+            outputs = cfg.channels * cfg.patch**2 + coarse + kernels
             readout = nn.Sequential(  # a small head from the state grid back to patch pixels
                 nn.Conv2d(readout_in, cfg.conv_channels, 3, padding=1),
                 nn.GELU(),
@@ -413,13 +564,15 @@ class CompositeLSTM(nn.Module):
             query = nn.Conv2d(cfg.conv_channels, cfg.conv_channels, 1, bias=False)
             last, per_map = readout[-1], cfg.patch**2
         attention = TemporalAttention(query, self.state_features) if cfg.attention else None
+        if cfg.init_range > 0:
+            for module in (lstm, readout, attention):
+                if module is not None:
+                    init_uniform_(module, cfg.init_range)
         feedback = None
         if warp:  # mask and flow rows start at zero: the head starts as copy-last-frame
             zero_rows(last, cfg.channels * per_map)
             feedback = self._warp_feedback
-        return Decoder(
-            lstm, readout, attention, cfg.conditional, cfg.loss, self.channel_dim, feedback
-        )
+        return Decoder(lstm, readout, attention, conditional, cfg.loss, self.channel_dim, feedback)
 
     # Frames <-> features. fc: (.., C, H, W) <-> (.., C·H·W); conv: space-to-depth by `patch`,
     # (.., C, H, W) <-> (.., C·p², H/p, W/p).
@@ -439,43 +592,65 @@ class CompositeLSTM(nn.Module):
         output="pixels") -> frames in [0, 1]."""
         return output_to_frame(raw, self.cfg.loss)
 
-    def _head_maps(self, raw: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """The warp head's raw readout (..., *F_out) -> appearance logits (..., C, H, W), mask
-        (..., 1, H, W) and flow (..., 2, H, W) in pixels (both upsampled from the grid)."""
+    def _head_maps(self, raw: Tensor) -> dict[str, Tensor]:
+        """A motion head's raw readout (..., *F_out) -> its maps: "appearance" logits (..., C, H,
+        W) and "mask" (..., 1, H, W), upsampled from the grid; output="warp" also "flow" (..., 2,
+        H, W) in pixels; output="cdna" "select" (..., N, H, W) and normalised "kernels" (..., N,
+        k, k)."""
         cfg = self.cfg
         size, c, grid = cfg.frame_size, cfg.channels, cfg.frame_size // cfg.patch
+        count = 3 if cfg.output == "warp" else 1 + cfg.motion_kernels
         if cfg.cell == "fc":
             split = c * size**2
             appearance = raw[..., :split].unflatten(-1, (c, size, size))
-            coarse = raw[..., split:].unflatten(-1, (3, grid, grid))
+            coarse = raw[..., split : split + count * grid**2].unflatten(-1, (count, grid, grid))
+            votes = raw[..., split + count * grid**2 :]  # (..., N·k²)
         else:
             split = c * cfg.patch**2
             appearance = F.pixel_shuffle(raw[..., :split, :, :], cfg.patch)
-            coarse = raw[..., split:, :, :]
-        # |f| <= max_flow · frame_size: a flow that can reach anywhere learns to erase moving
-        # objects by sampling the background far away (seen on Moving MNIST) instead of moving
-        # them; tanh keeps f = raw near 0, so the head still starts as copy-last exactly
-        bound = cfg.max_flow * size
-        fields = torch.cat(
-            [coarse[..., :1, :, :], bound * torch.tanh(coarse[..., 1:, :, :] / bound)], -3
-        )
-        lead = fields.shape[:-3]
-        fields = upsample_flow(fields.flatten(0, -4), size).unflatten(0, lead)
-        return appearance, fields[..., :1, :, :], fields[..., 1:, :, :]
+            coarse = raw[..., split : split + count, :, :]
+            votes = raw[..., split + count :, :, :].mean((-2, -1))  # (..., N·k²)
+        if cfg.output == "warp":
+            # |f| <= max_flow · frame_size: a flow that can reach anywhere learns to erase moving
+            # objects by sampling the background far away (seen on Moving MNIST) instead of
+            # moving them; tanh keeps f = raw near 0, so the head still starts as copy-last
+            bound = cfg.max_flow * size
+            coarse = torch.cat(
+                [coarse[..., :1, :, :], bound * torch.tanh(coarse[..., 1:, :, :] / bound)], -3
+            )
+        lead = coarse.shape[:-3]
+        fields = upsample_flow(coarse.flatten(0, -4), size).unflatten(0, lead)
+        maps = {"appearance": appearance, "mask": fields[..., :1, :, :]}
+        if cfg.output == "warp":
+            maps["flow"] = fields[..., 1:, :, :]
+            return maps
+        k = cfg.motion_kernel_size
+        logits = votes.unflatten(-1, (cfg.motion_kernels, k * k)) + self.kernel_bank
+        maps["select"] = fields[..., 1:, :, :]
+        maps["kernels"] = logits.float().softmax(-1).unflatten(-1, (k, k))
+        return maps
 
     def _warp_feedback(self, raw: Tensor, previous: Tensor) -> Tensor:
-        """The warp head's y_k in feature space from its raw readout and y_{k-1} (features)."""
-        appearance, mask, flow = self._head_maps(raw)
-        return self.embed(compose(self.unembed(previous), appearance, mask, flow)[0])
+        """The motion head's y_k in feature space from its raw readout and y_{k-1} (features)."""
+        m = self._head_maps(raw)
+        frame = self.unembed(previous)
+        if self.cfg.output == "warp":
+            return self.embed(compose(frame, m["appearance"], m["mask"], m["flow"])[0])
+        parts = (m["appearance"], m["mask"], m["select"], m["kernels"])
+        return self.embed(compose_kernels(frame, *parts)[0])
 
     def _frames(self, raw: Tensor, last: Tensor) -> dict[str, Tensor]:
         """Predicted frames (B, K, C, H, W) in [0, 1] from the predictor's raw outputs
-        (B, K, *F) and the last observed frame's features (B, *F); with the warp head also
-        its "flow" (B, K, 2, H, W) and "mask" (B, K, 1, H, W)."""
+        (B, K, *F) and the last observed frame's features (B, *F); with a motion head also
+        its "flow" (B, K, 2, H, W) (cdna: the flow its kernels imply) and "mask" (B, K, 1, H, W),
+        with cdna also its "kernels" (B, K, N, k, k)."""
         if not self.warp:
             return {"frames": self.to_frame(self.unembed(raw))}
-        appearance, mask, flow = self._head_maps(raw)
-        return rollout(self.unembed(last).to(appearance.dtype), appearance, mask, flow)
+        m = self._head_maps(raw)
+        first = self.unembed(last).to(m["appearance"].dtype)
+        if self.cfg.output == "warp":
+            return rollout(first, m["appearance"], m["mask"], m["flow"])
+        return rollout_kernels(first, m["appearance"], m["mask"], m["select"], m["kernels"])
 
     def forward(
         self,
@@ -660,15 +835,68 @@ def frame_loss(raw: Tensor, target: Tensor, loss: str) -> Tensor:
     return F.mse_loss(raw, target)
 
 
+class ClippedMomentumSGD(torch.optim.Optimizer):
+    """The official code's update (util.py, Param.Update), per parameter w with gradient g:
+
+        v ← μ v − lr (g + λ w)          momentum μ, weight decay λ
+        v ← clamp(v, −clip, clip)        each element of the step (clip > 0)
+        w ← w + v
+
+    The velocity v is the step itself (the learning rate inside it), and clipping it bounds how
+    far any weight moves per step: with lr = clip = 1e-4 on the summed loss, a weight moves at
+    most 1e-4 per step however large its gradient.
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        step_clip: float = 0.0,
+    ) -> None:
+        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, step_clip=step_clip)
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:  # type: ignore[override]
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, mu, decay, clip = (
+                group[k] for k in ("lr", "momentum", "weight_decay", "step_clip")
+            )
+            for w in group["params"]:
+                if w.grad is None:
+                    continue
+                grad = w.grad if decay == 0 else w.grad.add(w, alpha=decay)
+                state = self.state[w]
+                if "velocity" not in state:
+                    state["velocity"] = torch.zeros_like(w)
+                v = state["velocity"]
+                v.mul_(mu).add_(grad, alpha=-lr)
+                if clip > 0:
+                    v.clamp_(-clip, clip)
+                w.add_(v)
+        return loss
+
+
 class LSTMAutoencoderTask(TrainingTask):
-    """The composite LSTM's training task: one Adam optimiser, one loss
+    """The composite LSTM's training task: one optimiser, one loss
 
         L = reconstruct_weight · ℓ(reconstruction, reversed observed) + ℓ(prediction, future)
             + gdl_weight · GDL(x̂, future) + ssim_weight · (1 − SSIM(x̂, future))
 
-    with ℓ the mean per-pixel loss (a sane scale for Adam) and x̂ the predicted frames; the
-    logs also give each ℓ term per frame, summed over its pixels, the unit the literature
-    reports (e.g. BCE ≈ 341).
+    with ℓ the mean per-pixel loss (a sane scale for Adam) and x̂ the predicted frames; with
+    reduction="sum" every term is multiplied by the number of values it averages (B · frames ·
+    C·H·W of its target), so ℓ is the sum over the batch, as the official code's gradient
+    (with W data-parallel workers DDP averages their gradients: the global batch's sum / W).
+    The logs give each ℓ term per frame, summed over its pixels, the unit the literature
+    reports (e.g. BCE ≈ 341), whatever the reduction. The optimiser: Adam, or with
+    optimizer="sgd" the official code's momentum SGD with a clipped step (ClippedMomentumSGD;
+    weight decay on the weights, not on the biases, as there).
     """
 
     def __init__(self, **options: Any) -> None:
@@ -684,6 +912,15 @@ class LSTMAutoencoderTask(TrainingTask):
         self.networks = nn.ModuleDict({"model": CompositeLSTM(self.cfg)})
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        cfg = self.cfg
+        if cfg.optimizer == "sgd":
+            named = list(self.networks["model"].named_parameters())
+            groups = [
+                {"params": [p for n, p in named if "bias" not in n]},
+                {"params": [p for n, p in named if "bias" in n], "weight_decay": 0.0},
+            ]
+            sgd = ClippedMomentumSGD(groups, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.step_clip)
+            return {"model": sgd}
         params = list(self.networks["model"].parameters())
         # The fused Adam kernel (one launch for all parameters on CUDA; ~4x faster than the
         # default per-tensor loop on CPU) where every parameter is a float on CPU or CUDA.
@@ -696,7 +933,8 @@ class LSTMAutoencoderTask(TrainingTask):
     def sampling_prob(self, step: int) -> float:
         """Scheduled sampling: 0 at step 0, rising linearly to cfg.scheduled_sampling."""
         cfg = self.cfg
-        if not cfg.conditional or cfg.scheduled_sampling <= 0.0:
+        conditional = cfg.conditional_reconstruct or cfg.conditional_predict
+        if not conditional or cfg.scheduled_sampling <= 0.0:
             return 0.0
         return cfg.scheduled_sampling * min(1.0, step / max(1, cfg.sampling_ramp_steps))
 
@@ -712,39 +950,45 @@ class LSTMAutoencoderTask(TrainingTask):
     def losses(
         self, outputs: dict[str, Tensor], observed: Tensor, future: Tensor
     ) -> dict[str, Tensor]:
-        """Mean per-pixel loss terms and the weighted total ("loss")."""
+        """Mean per-pixel loss terms and the weighted total ("loss"; reduction="sum": each
+        term times the number of values it averages)."""
         terms: dict[str, Tensor] = {}
         total = observed.new_zeros(())
+        summed = self.cfg.reduction == "sum"
         if "reconstruction" in outputs:
             terms["reconstruction"] = frame_loss(
                 outputs["reconstruction"], reconstruction_target(observed), self.cfg.loss
             )
-            total = total + self.cfg.reconstruct_weight * terms["reconstruction"]
+            scale = observed.numel() if summed else 1
+            total = total + self.cfg.reconstruct_weight * scale * terms["reconstruction"]
         if "prediction" in outputs:
             cfg, raw = self.cfg, outputs["prediction"]
-            if cfg.output == "warp":  # the head's output is a frame already
+            prediction_total = future.new_zeros(())
+            if cfg.output != "pixels":  # a motion head outputs frames already
                 frames = raw
                 terms["prediction"] = pixel_loss(frames, future, cfg.loss)
             else:
                 frames = output_to_frame(raw, cfg.loss)
                 terms["prediction"] = frame_loss(raw, future, cfg.loss)
-            total = total + terms["prediction"]
+            prediction_total = prediction_total + terms["prediction"]
             if cfg.scales > 0:
                 terms["pyramid"] = pyramid_loss(frames, future, cfg.loss, cfg.scales)
-                total = total + terms["pyramid"]
+                prediction_total = prediction_total + terms["pyramid"]
             if cfg.gdl_weight > 0:
                 terms["gdl"] = gradient_difference_loss(frames, future)
-                total = total + cfg.gdl_weight * terms["gdl"]
+                prediction_total = prediction_total + cfg.gdl_weight * terms["gdl"]
             if cfg.ssim_weight > 0:
                 terms["ssim"] = ssim_loss(frames, future)
-                total = total + cfg.ssim_weight * terms["ssim"]
+                prediction_total = prediction_total + cfg.ssim_weight * terms["ssim"]
+            total = total + (future.numel() if summed else 1) * prediction_total
         terms["loss"] = total
         return terms
 
     def training_step(self, batch: Tensor, step: int, update: UpdateFn) -> dict[str, float]:
         """batch (B, >= context + horizon, C, H, W) in [0, 1]. Returns "loss" (the optimised
-        mean per-pixel objective) and, per decoder, "reconstruction_loss" / "prediction_loss"
-        per frame (summed over a frame's pixels, averaged over frames and batch)."""
+        objective: per pixel, or summed with reduction="sum") and, per decoder,
+        "reconstruction_loss" / "prediction_loss" per frame (summed over a frame's pixels,
+        averaged over frames and batch)."""
         cfg = self.cfg
         if batch.shape[1] < self.clip_length:
             raise ValueError(
@@ -779,6 +1023,8 @@ class LSTMAutoencoderTask(TrainingTask):
 
 
 __all__ = [
+    "CONDITIONAL",
+    "ClippedMomentumSGD",
     "CompositeLSTM",
     "ConvLSTM",
     "ConvLSTMCell",
@@ -786,8 +1032,10 @@ __all__ = [
     "LSTMAutoencoderConfig",
     "LSTMAutoencoderTask",
     "LSTMStream",
+    "PeepholeLSTM",
     "TemporalAttention",
     "frame_loss",
+    "init_uniform_",
     "output_to_frame",
     "reconstruction_target",
 ]

@@ -120,6 +120,95 @@ def rollout(first: Tensor, appearance: Tensor, mask: Tensor, flow: Tensor) -> di
 
 
 # ---------------------------------------------------------------------------------------------
+# The kernel head (output="cdna"): a bank of translations chosen per pixel
+#
+#     T_i = K_i ⋆ x̂_{k−1}                         K_i (k×k) = softmax(bank_i + z_i), i = 1..N
+#     x̂_k = (1 − α_k) ⊙ [x̂_{k−1} + Σ_i β_i ⊙ (T_i − x̂_{k−1})] + α_k ⊙ a_k
+#
+# Finn et al. 2016's CDNA: the kernels are predicted for the whole frame (one set per sequence
+# and step, from the pooled state), so each describes the motion of one object wherever it is,
+# and the per-pixel selection β says which object a pixel belongs to. A flow learns from the
+# image gradient within a pixel of where it samples; a kernel's weight at offset o learns from
+# the correlation of the error with the frame moved by o, over the whole kernel, so a digit
+# that moved 3 px is found at once. Unlike the paper the selections are not a softmax: β_i and
+# α start at exactly 0 (clamped, straight through), so the head starts as copy-last-frame
+# exactly; the kernels start as `kernel_bank`, translations spread over a circle, so every
+# β_i has a gradient from the first step.
+
+
+def kernel_bank(count: int, size: int, radius: float | None = None) -> Tensor:
+    """Initial kernel logits (count, size²): kernel i a Gaussian bump (σ = 1 px) at the offset
+    radius·(cos θ_i, sin θ_i), θ_i = 2πi/count; radius defaults to size/4 px."""
+    r = size / 4 if radius is None else radius
+    half = size // 2
+    offsets = torch.arange(size, dtype=torch.float32) - half
+    oy, ox = torch.meshgrid(offsets, offsets, indexing="ij")  # (k, k)
+    theta = 2 * torch.pi * torch.arange(count, dtype=torch.float32) / count
+    cx, cy = r * torch.cos(theta), r * torch.sin(theta)  # (N,)
+    d2 = (ox - cx.view(-1, 1, 1)) ** 2 + (oy - cy.view(-1, 1, 1)) ** 2
+    return (-d2 / 2).flatten(1)  # log of a Gaussian, up to a constant
+
+
+def apply_kernels(frames: Tensor, kernels: Tensor) -> Tensor:
+    """T_i = K_i ⋆ frames: frames (B, C, H, W), kernels (B, N, k, k) normalised -> (B, N, C, H,
+    W). Cross-correlation (out(p) = Σ_o K(o) x(p + o), the backward-warp convention of `warp`)
+    with the border replicated, as a grouped convolution (one group per frame channel)."""
+    b, c, h, w = frames.shape
+    n, k = kernels.shape[1], kernels.shape[-1]
+    padded = F.pad(frames, (k // 2,) * 4, mode="replicate").reshape(1, b * c, h + k - 1, w + k - 1)
+    weight = kernels.unsqueeze(1).expand(b, c, n, k, k).reshape(b * c * n, 1, k, k)
+    out = F.conv2d(padded, weight.to(frames.dtype), groups=b * c)  # (1, B·C·N, H, W)
+    return out.view(b, c, n, h, w).transpose(1, 2)
+
+
+def kernel_flow(select: Tensor, kernels: Tensor) -> Tensor:
+    """The flow the kernel head implies, for display: Σ_i β_i · E_{K_i}[o] (B, 2, H, W) pixels,
+    from selections β (B, N, H, W) in [0, 1] and kernels (B, N, k, k)."""
+    k = kernels.shape[-1]
+    offsets = torch.arange(k, device=kernels.device, dtype=kernels.dtype) - k // 2
+    mean_x = (kernels.sum(-2) * offsets).sum(-1)  # (B, N)
+    mean_y = (kernels.sum(-1) * offsets).sum(-1)
+    means = torch.stack([mean_x, mean_y], 1)  # (B, 2, N)
+    return torch.einsum("bdn,bnhw->bdhw", means, select.to(kernels.dtype))
+
+
+def compose_kernels(
+    previous: Tensor, appearance: Tensor, mask: Tensor, select: Tensor, kernels: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """x̂_k from x̂_{k−1} = previous (B, C, H, W) and the kernel head's maps: appearance logits
+    (B, C, H, W), mask (B, 1, H, W) and selections (B, N, H, W) before their clamps, kernels
+    (B, N, k, k) normalised. Returns (x̂_k, α_k (B, 1, H, W), β_k (B, N, H, W))."""
+    alpha, beta = straight_through_clamp(mask), straight_through_clamp(select)
+    moved = apply_kernels(previous, kernels) - previous.unsqueeze(1)  # (B, N, C, H, W)
+    moved = previous + (beta.unsqueeze(2).to(moved.dtype) * moved).sum(1)
+    frame = moved + alpha * (torch.sigmoid(appearance) - moved)
+    return frame, alpha, beta
+
+
+def rollout_kernels(
+    first: Tensor, appearance: Tensor, mask: Tensor, select: Tensor, kernels: Tensor
+) -> dict[str, Tensor]:
+    """`rollout` for the kernel head: maps of K steps, appearance (B, K, C, H, W), mask (B, K,
+    1, H, W), select (B, K, N, H, W), kernels (B, K, N, k, k) -> {"frames", "mask" (α), "flow"
+    (the implied flow, `kernel_flow`), "kernels"}."""
+    frames, alphas, flows = [], [], []
+    frame = first
+    for k in range(appearance.shape[1]):
+        frame, alpha, beta = compose_kernels(
+            frame, appearance[:, k], mask[:, k], select[:, k], kernels[:, k]
+        )
+        frames.append(frame)
+        alphas.append(alpha)
+        flows.append(kernel_flow(beta, kernels[:, k]))
+    return {
+        "frames": torch.stack(frames, 1),
+        "flow": torch.stack(flows, 1),
+        "mask": torch.stack(alphas, 1),
+        "kernels": kernels,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
 # Losses against blur
 
 
@@ -169,11 +258,16 @@ def pyramid_loss(pred: Tensor, true: Tensor, kind: str, levels: int) -> Tensor:
 
 
 __all__ = [
+    "apply_kernels",
     "compose",
+    "compose_kernels",
     "gradient_difference_loss",
+    "kernel_bank",
+    "kernel_flow",
     "pixel_loss",
     "pyramid_loss",
     "rollout",
+    "rollout_kernels",
     "ssim_loss",
     "straight_through_clamp",
     "upsample_flow",

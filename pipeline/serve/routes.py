@@ -373,13 +373,21 @@ def ingress_deployment() -> Any:
                         break
                     self.requests += 1
                     t0 = time.perf_counter()
+                    size = len(msg.get("bytes") or b"") + len(msg.get("text") or "")
+                    if size > self.body_limit:
+                        # the WebSocket form of 413 + closing the connection: close code 1009
+                        # (message too big). The socket's own bound is uvicorn's ws_max_size
+                        # (16 MiB), which Ray Serve does not expose; this one is the
+                        # configured serve.max_request_mb.
+                        self._count_error(413)
+                        reason = (
+                            f"message of {size} bytes over {self.body_limit} (serve.max_request_mb)"
+                        )
+                        await websocket.send_json({"error": reason, "status": 413})
+                        await websocket.close(code=1009, reason=reason[:120])
+                        break
                     if msg.get("bytes") is not None:
                         try:
-                            if len(msg["bytes"]) > self.body_limit:
-                                raise BadInput(
-                                    413,
-                                    f"message over {self.body_limit} bytes (serve.max_request_mb)",
-                                )
                             frames = parse_frames(
                                 msg["bytes"],
                                 "application/octet-stream",

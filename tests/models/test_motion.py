@@ -8,7 +8,15 @@ import torch.nn.functional as F
 
 from models.lstm_autoencoder import LSTMAutoencoderTask
 from models.metrics import sharpness
-from models.motion import gradient_difference_loss, pyramid_loss, straight_through_clamp, warp
+from models.motion import (
+    apply_kernels,
+    gradient_difference_loss,
+    kernel_bank,
+    kernel_flow,
+    pyramid_loss,
+    straight_through_clamp,
+    warp,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -44,13 +52,35 @@ def test_mask_clamp_is_exact_forward_and_never_dead() -> None:
     assert a.grad is not None and a.grad.tolist() == [1.0, 1.0, 1.0, 1.0]
 
 
+def test_a_one_hot_kernel_moves_the_frame_as_the_same_integer_flow() -> None:
+    x = torch.rand(2, 3, 10, 10)
+    kernels = torch.zeros(2, 2, 5, 5)
+    kernels[:, 0, 2, 4] = 1.0  # offset (dx, dy) = (+2, 0)
+    kernels[:, 1, 1, 2] = 1.0  # (0, -1)
+    moved = apply_kernels(x, kernels)  # (B, N, C, H, W)
+    for i, (dx, dy) in enumerate([(2.0, 0.0), (0.0, -1.0)]):
+        flow = torch.tensor([dx, dy]).view(1, 2, 1, 1).expand(2, 2, 10, 10)
+        assert torch.allclose(moved[:, i], warp(x, flow), atol=1e-6)  # border replicated too
+    select = torch.zeros(2, 2, 10, 10)
+    select[:, 0, :, :5], select[:, 1, :, 5:] = 1.0, 1.0
+    flow = kernel_flow(select, kernels)
+    assert flow[:, 0, :, :5].eq(2.0).all() and flow[:, 1, :, 5:].eq(-1.0).all()
+    bank = kernel_bank(8, 9).softmax(-1).view(8, 9, 9)
+    assert torch.allclose(bank.sum((-2, -1)), torch.ones(8))
+    assert len({int(k.argmax()) for k in bank}) == 8  # eight distinct initial directions
+
+
+@pytest.mark.parametrize("output", ["warp", "cdna"])
 @pytest.mark.parametrize("cell", ["fc", "conv"])
 @pytest.mark.parametrize("conditional", [False, True])
-def test_an_untrained_warp_model_is_exactly_copy_last(cell: str, conditional: bool) -> None:
+def test_an_untrained_warp_model_is_exactly_copy_last(
+    cell: str, conditional: bool, output: str
+) -> None:
     torch.manual_seed(0)
     task = LSTMAutoencoderTask(
         frame_size=16, channels=3, hidden=16, context=4, horizon=3, cell=cell,
-        conv_channels=8, kernel=3, output="warp", conditional=conditional,
+        conv_channels=8, kernel=3, output=output, conditional=conditional,
+        motion_kernel_size=5,
     )  # fmt: skip
     model = task.inference_model().eval()
     observed = torch.rand(2, 4, 3, 16, 16)
@@ -76,14 +106,16 @@ def moving_texture(batch: int, steps: int, size: int, speed: int, seed: int) -> 
     return torch.stack(frames, 1)
 
 
-def test_a_known_translation_is_learned_sharply() -> None:
-    """1 px per frame to the right: after a short training the warp head predicts it far
-    better than copy-last, sharp, with the flow that moves the texture."""
+@pytest.mark.parametrize(("output", "speed"), [("warp", 1), ("cdna", 1), ("cdna", 3)])
+def test_a_known_translation_is_learned_sharply(output: str, speed: int) -> None:
+    """`speed` px per frame to the right: after a short training the motion head predicts it
+    far better than copy-last, sharp, with the flow that moves the texture (the kernel head
+    also 3 px a frame, three times the texture's grain, where a flow gets no gradient)."""
     torch.manual_seed(0)
     task = LSTMAutoencoderTask(
         frame_size=16, channels=1, context=3, horizon=3, cell="conv", patch=4,
-        conv_channels=16, kernel=3, output="warp", decoders="predict", loss="l1", scales=2,
-        lr=3e-3,
+        conv_channels=16, kernel=3, output=output, decoders="predict", loss="l1", scales=2,
+        lr=3e-3, motion_kernels=4, motion_kernel_size=7,
     )  # fmt: skip
     optimizer = task.make_optimizers()["model"]
 
@@ -93,19 +125,21 @@ def test_a_known_translation_is_learned_sharply() -> None:
         optimizer.step()
 
     for step in range(150):
-        task.training_step(moving_texture(8, 6, 16, 1, seed=step), step, update)
+        task.training_step(moving_texture(8, 6, 16, speed, seed=step), step, update)
     model = task.inference_model().eval()
-    clips = moving_texture(16, 6, 16, 1, seed=10_000)
+    clips = moving_texture(16, 6, 16, speed, seed=10_000)
     observed, future = clips[:, :3], clips[:, 3:]
     pred = model.predict(observed, 3)
-    inner = (..., slice(2, -5), slice(2, -5))  # away from the border the texture enters at
+    # the texture moves right: its first 3·speed columns are new by the third step
+    inner = (..., slice(2, -2), slice(3 * speed, -1))
     err = (pred - future)[inner].abs().mean()
     copy_err = (observed[:, -1:] - future)[inner].abs().mean()
     assert float(err) < 0.4 * float(copy_err)
-    # a pixel head trained the same way scores ~0.06 here (the blurred mean); the warp ~0.5
+    # a pixel head trained the same way scores ~0.06 here (the blurred mean); the warp ~0.57
+    # at 1 px a frame (0.02 at 3 px, where its flow stays at 0); the kernel head ~1.0 at both
     assert float(sharpness(pred[inner], future[inner]).mean()) > 0.4
     flow = model.explain(observed, 3)["flow"][inner]
-    assert float(flow[:, :, 0].mean()) == pytest.approx(-1.0, abs=0.3)  # samples 1 px left
+    assert float(flow[:, :, 0].mean()) == pytest.approx(-speed, abs=0.3 * speed)  # from the left
 
 
 def test_anti_blur_losses_prefer_the_sharp_frame() -> None:

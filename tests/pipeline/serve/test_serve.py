@@ -353,6 +353,7 @@ def test_oversized_and_bomb_requests_get_4xx_and_sessions_go_on(server) -> None:
 
 @pytest.mark.slow
 def test_websocket_stream_and_errors(server) -> None:
+    from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
 
     c = Client(server["url"], TOKEN)
@@ -371,6 +372,14 @@ def test_websocket_stream_and_errors(server) -> None:
             outs.append(ws.recv(timeout=30))
     last = np.frombuffer(outs[-1], np.uint8).reshape(3, SIZE, SIZE, CH)
     assert np.abs(last.astype(int) - expected(server["pred"], frames, 3)).max() <= 1
+    # a message over serve.max_request_mb: a 413 reply, then the socket closes with 1009
+    with connect(f"{ws_url}?horizon=2&token={TOKEN}", open_timeout=30) as ws:
+        ws.send(np.zeros((17, SIZE, SIZE, CH), np.uint8).tobytes() * 400)
+        err = json.loads(ws.recv(timeout=30))
+        assert err["status"] == 413 and "serve.max_request_mb" in err["error"]
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=30)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
     with pytest.raises(Exception):  # noqa: B017 - any rejection of the handshake
         with connect(f"{ws_url}?token=wrong", open_timeout=30) as ws:
             ws.recv(timeout=10)
