@@ -179,3 +179,33 @@ def test_horizon_curriculum_trains_near_futures_first() -> None:
     assert seen == [1, 3, 4]
     off = LSTMAutoencoderTask(frame_size=16, hidden=8, horizon=4)
     assert off.trained_horizon(0) == 4  # off by default
+
+
+@pytest.mark.parametrize("output", ["warp", "cdna"])
+@pytest.mark.parametrize("cell", ["fc", "conv"])
+def test_a_motion_head_streams_as_it_predicts(output: str, cell: str) -> None:
+    """With every weight moved away from its start (the head no longer copy-last), a live
+    session fed frame by frame predicts what `predict` does on the whole clip, and its flow
+    and mask maps are those `explain` shows."""
+    torch.manual_seed(1)
+    task = LSTMAutoencoderTask(
+        frame_size=16, channels=1, hidden=16, context=4, horizon=3, cell=cell, patch=4,
+        conv_channels=8, kernel=3, output=output, conditional=True, decoders="predict",
+        motion_kernels=3, motion_kernel_size=5,
+    )  # fmt: skip
+    model = task.inference_model().eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    observed = torch.rand(2, 4, 1, 16, 16)
+    shown = model.explain(observed, 5)
+    assert not torch.equal(shown["frames"], observed[:, -1:].expand(-1, 5, -1, -1, -1))
+    assert float(shown["flow"].abs().max()) > 0
+    session = model.stream(2)
+    for t in range(4):
+        session.step(observed[:, t])
+    assert torch.allclose(session.predict(5), shown["frames"], atol=1e-5)
+    if output == "cdna":
+        kernels = shown["kernels"]  # (B, K, N, k, k): distributions over offsets
+        assert kernels.shape == (2, 5, 3, 5, 5)
+        assert torch.allclose(kernels.sum((-2, -1)), torch.ones(2, 5, 3), atol=1e-5)
