@@ -2,6 +2,7 @@
 
     python bench/generate.py [--videos 48] [--length 16] [--size 64] [--gen-channels 64]
                              [--format mp4] [--repeat 2] [--json out.json]
+    python bench/generate.py --smoke     # tiny sizes, Ray on 2 CPUs: the script's own check
 
 One run, one MoCoGAN checkpoint (the paper's generator by default: 64x64 RGB, 16 frames, G_I
 64 channels wide; untrained, its BatchNorm statistics taken from one batch so the frames are
@@ -131,7 +132,10 @@ def main() -> None:
     ap.add_argument(
         "--no-ray", action="store_true", help="skip the Ray rows (a machine without Ray)"
     )
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: checks the script")
     args = ap.parse_args()
+    if args.smoke:  # every row, 4 videos of 4 frames 32x32 from an 8-wide generator
+        args.videos, args.length, args.size, args.gen_channels, args.repeat = 4, 4, 32, 8, 1
 
     torch.set_num_threads(1)
     work = Path(tempfile.mkdtemp(prefix="framecast-bench-generate-"))
@@ -145,7 +149,7 @@ def main() -> None:
             import ray
 
             ray.init(
-                num_cpus=os.cpu_count() or 2,
+                num_cpus=2 if args.smoke else os.cpu_count() or 2,
                 include_dashboard=False,
                 log_to_driver=False,
                 _node_ip_address=LOCAL_NODE_IP,

@@ -1,6 +1,7 @@
 """Ingest throughput: the FFmpeg command line against PyAV decoding, one actor and all actors.
 
     python bench/ingest.py [--size 64] [--repeat 3] [--workers 2] [--json out.json]
+    python bench/ingest.py --smoke   # two tiny files, one round, Ray on 2 CPUs: the script's check
 
 One run, the same generated files for every row (several codecs and sizes, encoded here with
 PyAV from FFmpeg's testsrc2 source and cached in --workdir):
@@ -51,14 +52,19 @@ FILES = [
     ("mjpeg_640x480", "mjpeg", 640, 480, 200, {}),
     ("ffv1_320x240", "ffv1", 320, 240, 200, {}),
 ]  # fmt: skip
+# --smoke: two small files (one a second copy, as above), seconds to make and to ingest
+SMOKE_FILES = [
+    ("smoke_h264_96x64_a", "libx264", 96, 64, 20, {"preset": "veryfast", "crf": "23"}),
+    ("smoke_h264_96x64_b", "libx264", 96, 64, 20, {"preset": "veryfast", "crf": "23"}),
+]  # fmt: skip
 EXT = {"libx264": "mp4", "libx265": "mp4", "libvpx-vp9": "webm", "mpeg4": "avi", "mjpeg": "mkv"}
 
 
-def generate(workdir: Path) -> list[tuple[str, Path, int]]:
+def generate(workdir: Path, files: list[tuple] = FILES) -> list[tuple[str, Path, int]]:
     """Encode the test files once (lavfi testsrc2 -> each codec); returns (name, path, frames)."""
     workdir.mkdir(parents=True, exist_ok=True)
     out = []
-    for name, codec, w, h, n, opts in FILES:
+    for name, codec, w, h, n, opts in files:
         path = workdir / f"{name}.{EXT.get(codec, 'mkv')}"
         if not path.exists():
             tmp = path.with_name(f".tmp-{path.name}")
@@ -194,6 +200,8 @@ def time_actors(files: list, size: int, workers: int, threads: int, root: Path) 
     opts = options_from(cfg)
     if threads == 0:  # what `framecast ingest` does: the CPUs shared among the actors
         opts["threads"] = max(1, (os.cpu_count() or 1) // workers)
+    if not opts["chunk_frames"]:  # what `framecast ingest` does: 0 = auto, the store decides
+        opts["chunk_frames"] = store.default_chunk_frames
     sources = [s for _, p, _ in files for s in resolve_sources(str(p), cfg.extensions)]
     jobs, _, _ = plan_jobs(sources, store, opts)
     t = time.perf_counter()
@@ -223,7 +231,10 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="actors in 'all'")
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "framecast-bench"))
     ap.add_argument("--json", help="write the rows here")
+    ap.add_argument("--smoke", action="store_true", help="tiny files, one round: checks the script")
     args = ap.parse_args()
+    if args.smoke:
+        args.repeat, args.workers = 1, 2
 
     import imageio_ffmpeg
     import ray
@@ -231,13 +242,14 @@ def main() -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
     workdir = Path(args.workdir)
-    files = generate(workdir / "videos")
+    table = SMOKE_FILES if args.smoke else FILES
+    files = generate(workdir / "videos", table)
     total = sum(n for _, _, n in files)
     print(f"{len(files)} files, {total} frames, {os.cpu_count()} CPUs, PyAV {av.__version__}")
     from pipeline.runtime.cluster import LOCAL_NODE_IP
 
     ray.init(
-        num_cpus=os.cpu_count(),
+        num_cpus=2 if args.smoke else os.cpu_count(),
         include_dashboard=False,
         log_to_driver=False,
         _node_ip_address=LOCAL_NODE_IP,
@@ -303,7 +315,7 @@ def main() -> None:
         ("bytes_written", written, "bytes", "raw_frames"),
         ("actor_startup", startup, "s", None),
     ]
-    for name, _, _, _, _, _ in FILES:
+    for name, _, _, _, _, _ in table:
         ref = f"ffmpeg_cli[{name}]"
         rows.append((ref, per_file[("ffmpeg_cli", name)], "frames/s", None))
         rows.append((f"decoder[{name}]", per_file[("decoder", name)], "frames/s", ref))

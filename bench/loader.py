@@ -4,6 +4,7 @@
 in-memory cache, (c) streaming from the store without cache, all in one run on one store.
 
     python bench/loader.py [--videos 200 --length 100 --batch 64 --seconds 5] [--json out.json]
+    python bench/loader.py --smoke     # tiny sizes, seconds: the script's own check (tests run it)
 """
 
 from __future__ import annotations
@@ -43,7 +44,10 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--store", default=None, help="reuse this store instead of a temporary one")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: checks the script")
     args = ap.parse_args()
+    if args.smoke:
+        args.videos, args.length, args.batch, args.seconds = 4, 2 * CLIP, 8, 0.2
 
     tmp = tempfile.TemporaryDirectory()
     url = args.store or str(Path(tmp.name) / "bench.zarr")

@@ -6,6 +6,8 @@
     python bench/stream.py --serve               # + the same stream through framecast serve
     python bench/stream.py --serve-load          # + 50 sessions x 10 fps x 30 s on loopback, twice
     python bench/stream.py --device cuda --model lstm_autoencoder   # paper size (2048 units)
+    python bench/stream.py --model transformer_predictor_cpu --set kv_cache=false  # no KV cache
+    python bench/stream.py --smoke [--serve --serve-load]   # tiny, seconds: the script's check
 
 The model's weights are random (latency does not depend on them): its config is
 configs/model/<--model>.yaml. Goals: on the 2-core CPU, p95 <= 33 ms (one frame period) at
@@ -33,15 +35,19 @@ from bench.common import Table  # noqa: E402
 SOURCE = "lavfi:testsrc2=size=320x240:rate=30"
 
 
-def make_checkpoint(model: str, path: str, **overrides: Any) -> dict[str, Any]:
+def make_checkpoint(
+    model: str, path: str, sets: list[str] | None = None, **overrides: Any
+) -> dict[str, Any]:
     """Save an untrained checkpoint of configs/model/<model>.yaml (composed, as `framecast
-    train model=<model>` sees it); returns its model config."""
+    train model=<model> model.KEY=VALUE...` sees it, `sets` the KEY=VALUE); returns its model
+    config."""
     import torch
 
     from pipeline.core.config import compose, to_plain
     from pipeline.runtime import checkpoint
 
-    cfg = to_plain(compose("train", [f"model={model}"]).model)
+    extra = [f"model.{kv}" for kv in sets or []]
+    cfg = to_plain(compose("train", [f"model={model}", *extra]).model)
     cfg.update(overrides)
     torch.manual_seed(0)
     task = checkpoint.build(cfg)
@@ -171,7 +177,7 @@ def serve_load(
     }
 
 
-def start_serve(ckpt: str, device: str) -> tuple[str, Any]:
+def start_serve(ckpt: str, device: str, num_cpus: int | None = None) -> tuple[str, Any]:
     import socket
 
     import ray
@@ -185,7 +191,12 @@ def start_serve(ckpt: str, device: str) -> tuple[str, Any]:
     if not ray.is_initialized():
         from pipeline.runtime.cluster import LOCAL_NODE_IP
 
-        ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address=LOCAL_NODE_IP)
+        ray.init(
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            log_to_driver=False,
+            _node_ip_address=LOCAL_NODE_IP,
+        )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -207,6 +218,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--model", default="lstm_autoencoder_small", help="configs/model/NAME.yaml")
     ap.add_argument("--hidden", type=int, default=None, help="override model.hidden")
+    ap.add_argument(
+        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="model options: kv_cache=false"
+    )
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--horizon", type=int, default=5, help="predicted frames per incoming frame")
     ap.add_argument("--device", default="cpu", help="cpu | cuda")
@@ -220,7 +234,11 @@ def main() -> None:
         "--load-rounds", type=int, default=2, help="load runs in a row: RSS after each (flat?)"
     )
     ap.add_argument("--json", default=None, help="write the table as JSON here")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: checks the script")
     args = ap.parse_args()
+    if args.smoke:  # a 32-unit model, a few seconds of stream and of load
+        args.hidden, args.seconds, args.horizon = 32, 2.0, 2
+        args.sessions, args.session_fps, args.load_seconds, args.load_rounds = 2, 5.0, 2.0, 2
 
     import torch
 
@@ -230,9 +248,11 @@ def main() -> None:
     overrides = {"frame_size": 64}
     if args.hidden:
         overrides["hidden"] = args.hidden
-    mcfg = make_checkpoint(args.model, ckpt, **overrides)
+    mcfg = make_checkpoint(args.model, ckpt, args.set, **overrides)
     card = torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu"
-    desc = f"{args.model} hidden={mcfg.get('hidden')} cell={mcfg.get('cell')} on {card}"
+    shown = {k: mcfg.get(k) for k in ("hidden", "cell", "dim", "blocks") if k in mcfg}
+    options = " ".join([*(f"{k}={v}" for k, v in shown.items()), *args.set])
+    desc = f"{args.model} {options} on {card}"
     table = Table(f"stream latency, 64x64, 30 fps source, K={args.horizon}: {desc}")
     table.add("frame period at 30 fps", 1000 / 30, "ms")
     res = stream_once(ckpt, args.seconds, args.device, args.horizon)
@@ -248,7 +268,7 @@ def main() -> None:
     fserve = None
     try:
         if args.serve or args.serve_load:
-            url, fserve = start_serve(ckpt, args.device)
+            url, fserve = start_serve(ckpt, args.device, 2 if args.smoke else None)
         if args.serve:
             rs = stream_once(ckpt, args.seconds, args.device, args.horizon, server=url)
             extra["stream_serve"] = rs

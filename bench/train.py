@@ -21,6 +21,7 @@ batch × measured steps / the summed time of a contender's blocks (device synchr
 
     python bench/train.py [--device auto|cpu|cuda] [--cell auto|fc|conv|both] [--hidden 2048]
         [--batch 256] [--frame-size 64] [--steps 50] [--warmup 5] [--compile] [--json PATH]
+    python bench/train.py --smoke      # tiny sizes, seconds: the script's own check (tests run it)
 """
 
 from __future__ import annotations
@@ -243,7 +244,20 @@ def main() -> None:
     ap.add_argument("--block", type=int, default=10, help="steps per turn of a contender")
     ap.add_argument("--compile", action="store_true", help="add framecast with trainer.compile")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: checks the script")
     args = ap.parse_args()
+    if args.smoke:  # both cells, every row, no timing worth reading
+        args.hidden, args.batch, args.frame_size, args.steps, args.warmup, args.block = (
+            32,
+            4,
+            16,
+            2,
+            1,
+            1,
+        )
+        args.conv_batch, args.conv_channels, args.conv_layers = 2, 8, 1
+        args.cell = "both" if args.cell == "auto" else args.cell
+        torch.set_num_threads(1)  # tiny models: more threads only contend on a shared machine
     for key in ("hidden", "batch", "frame_size", "conv_batch", "steps", "block"):
         if getattr(args, key) < 1:
             ap.error(f"--{key.replace('_', '-')}={getattr(args, key)}: must be >= 1")

@@ -219,7 +219,8 @@ __all__ = [
 
 # ---------------------------------------------------------------------------------------------
 # Generator metrics (MoCoGAN, Tulyakov et al. 2018): Fréchet distance of feature statistics
-# (FID / FVD when the features are Inception / I3D ones) and average content distance (ACD).
+# (FID / FVD when the features are Inception / I3D ones), average content distance (ACD) and
+# the Inception Score of a classifier's posteriors.
 
 
 def feature_statistics(feats: Tensor) -> tuple[Tensor, Tensor]:
@@ -264,29 +265,77 @@ def frechet_distance(mu1: Tensor, s1: Tensor, mu2: Tensor, s2: Tensor) -> float:
     return max(0.0, float(value))
 
 
-def average_content_distance(videos: Tensor) -> float:
-    """ACD, MoCoGAN's content-consistency measure: per video, the mean L2 distance between
-    every pair of its frames' descriptors, averaged over videos (lower: steadier content).
+def average_content_distance(descriptors: Tensor) -> float:
+    """ACD, MoCoGAN's content-consistency measure (Tulyakov et al. 2018, section 4): per video,
+    the mean L2 distance between the descriptors of every pair of its frames, averaged over
+    videos (lower: steadier content).
 
-    videos (B, T, C, H, W): the descriptor of a frame is its mean colour (C,), in the frames'
-    own units (the paper's measure for shape motion); or per-frame features (B, T, D), used as
-    they are (e.g. a classifier's per-frame features). T >= 2.
+    descriptors (B, T, D): per frame, what the paper compares: the mean colour of the object
+    (shape motion; `object_colours` of `object_masks` / `figure_masks`) or a content network's
+    features (faces: an identity embedding). A frame whose descriptor is not finite (no object
+    found) is left out, and so is a video with fewer than 2 described frames; NaN when no video
+    is left. (Mean colours of whole frames are not ACD: a small object's colour drift is
+    diluted by the background.)
     """
-    x = torch.as_tensor(videos).detach().float()
-    if x.dim() == 5:
-        x = x.mean(dim=(-2, -1))  # (B, T, C): mean colour per frame
+    x = torch.as_tensor(descriptors).detach().double()
     if x.dim() != 3 or x.shape[1] < 2:
         raise ValueError(
-            f"expected videos (B, T, C, H, W) or features (B, T, D) with T >= 2, got "
-            f"{tuple(x.shape)}"
+            f"expected per-frame descriptors (B, T, D) with T >= 2, got {tuple(x.shape)} (for "
+            "frames (B, T, C, H, W): object_colours(frames, object_masks(frames)))"
         )
-    steps = x.shape[1]
-    dist = torch.cdist(x.double(), x.double())  # (B, T, T)
-    pairs = steps * (steps - 1)  # ordered pairs i != j; the diagonal is 0
-    return float((dist.sum(dim=(1, 2)) / pairs).mean())
+    valid = torch.isfinite(x).all(dim=-1)  # (B, T)
+    dist = torch.cdist(torch.where(valid[..., None], x, 0.0), torch.where(valid[..., None], x, 0.0))
+    pair = valid[:, :, None] & valid[:, None, :]  # both frames described; the diagonal is 0
+    count = valid.sum(dim=1)  # (B,)
+    pairs = (count * (count - 1)).double()  # ordered pairs i != j
+    kept = count >= 2
+    if not kept.any():
+        return float("nan")
+    per_video = (dist * pair).sum(dim=(1, 2))[kept] / pairs[kept]
+    return float(per_video.mean())
 
 
-__all__ += ["average_content_distance", "feature_statistics", "frechet_distance"]
+def described_videos(descriptors: Tensor) -> int:
+    """How many videos average_content_distance averages: those with >= 2 finite frames."""
+    valid = torch.isfinite(torch.as_tensor(descriptors)).all(dim=-1)
+    return int((valid.sum(dim=1) >= 2).sum())
+
+
+IS_SPLITS = 10  # parts the Inception Score is computed on (Salimans et al. 2016's code)
+
+
+def inception_score(logits: Tensor, splits: int = IS_SPLITS) -> tuple[float, float]:
+    """Inception Score (Salimans et al. 2016) of a classifier's logits (N, K) for N samples:
+
+        p(y | x) = softmax(logits),   p(y) = E_x p(y | x),
+        IS = exp( E_x KL(p(y | x) || p(y)) ) = exp( E_x Σ_y p(y|x) (log p(y|x) - log p(y)) )
+
+    on each of `splits` consecutive parts of N // splits samples (p(y) per part; a remainder
+    is left out), as the reference code does; returns (mean, standard deviation) over the
+    parts. 1 <= IS <= K: high when each sample is confidently one class and the classes are
+    used evenly (MoCoGAN reports it with a video classifier's posteriors).
+    """
+    z = torch.as_tensor(logits).detach().double()
+    if z.dim() != 2 or z.shape[1] < 2:
+        raise ValueError(f"expected logits (N, K) with K >= 2, got {tuple(z.shape)}")
+    if splits < 1 or z.shape[0] < splits:
+        raise ValueError(f"splits={splits} needs 1 <= splits <= N={z.shape[0]} samples")
+    size = z.shape[0] // splits
+    log_p = torch.log_softmax(z[: size * splits], dim=1).view(splits, size, -1)  # log p(y|x)
+    log_marginal = torch.logsumexp(log_p, dim=1, keepdim=True) - math.log(size)  # log p(y)
+    kl = (log_p.exp() * (log_p - log_marginal)).sum(dim=2)  # (splits, size)
+    scores = kl.mean(dim=1).exp()
+    return float(scores.mean()), float(scores.std(correction=0))
+
+
+__all__ += [
+    "IS_SPLITS",
+    "average_content_distance",
+    "described_videos",
+    "feature_statistics",
+    "frechet_distance",
+    "inception_score",
+]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -380,6 +429,102 @@ BAND_QUANTILES = (0.02, 0.98)  # a class's band: these quantiles of the real fra
 VIDEO_AGREEMENT = 0.75  # a recognisable video: this share of its frames show one shape class
 
 
+def _frames(frames: Tensor) -> tuple[Tensor, tuple[int, ...]]:
+    """Frames (..., C, H, W) as float (N, C, H, W), and the leading shape."""
+    x = torch.as_tensor(frames).detach().float()
+    if x.dim() < 3 or x.shape[-1] < 3 or x.shape[-2] < 3:
+        raise ValueError(f"expected frames (..., C, H, W) with H, W >= 3, got {tuple(x.shape)}")
+    return x.reshape(-1, *x.shape[-3:]), tuple(x.shape[:-3])
+
+
+def _ring(x: Tensor) -> Tensor:
+    """The outermost ring of pixels of frames (N, C, H, W): (N, C, 2H + 2W - 4)."""
+    return torch.cat([x[..., 0, :], x[..., -1, :], x[..., 1:-1, 0], x[..., 1:-1, -1]], dim=-1)
+
+
+def _foreground(x: Tensor, backgrounds: Tensor, threshold: float, relative: float) -> Tensor:
+    """F = {p : d(p) > max(threshold, relative * max_p d(p))} (N, H, W) bool, for frames x
+    (N, C, H, W) and background colours (N, K, C): d(p) = min_k ||x(p) - b_k||_2."""
+    dist = (x[:, None] - backgrounds[..., None, None]).norm(dim=2).amin(dim=1)  # (N, H, W)
+    cut = torch.clamp_min(dist.amax(dim=(1, 2)) * relative, threshold)
+    return dist > cut[:, None, None]
+
+
+def _largest_component(fg: Tensor) -> tuple[Tensor, Tensor]:
+    """The largest 8-connected component of each mask fg (N, H, W) bool: (mask, its size)."""
+    n, h, w = fg.shape
+    # Label propagation: every foreground pixel starts with its own label (1-based index) and
+    # takes the largest in its 3x3 neighbourhood until nothing changes.
+    labels = torch.arange(1, h * w + 1, dtype=torch.float32).reshape(1, h, w).expand(n, h, w)
+    labels = labels * fg
+    while True:
+        grown = F.max_pool2d(labels[:, None], 3, stride=1, padding=1)[:, 0] * fg
+        if torch.equal(grown, labels):
+            break
+        labels = grown
+    flat = labels.reshape(n, -1).long()
+    counts = torch.zeros(n, h * w + 1, dtype=torch.long).scatter_add_(
+        1, flat, torch.ones_like(flat)
+    )
+    counts[:, 0] = 0  # background
+    size, best = counts.max(dim=1)
+    return (labels == best[:, None, None].float()) & fg, size.float()
+
+
+@torch.no_grad()
+def object_masks(frames: Tensor, threshold: float = FG_THRESHOLD) -> Tensor:
+    """The pixels of the one object in frames (..., C, H, W) in [0, 1] on a plain background
+    (shape motion): (..., H, W) bool, L of `shape_fill` (the largest 8-connected component of
+    the pixels far from the border's median colour); empty when there is none."""
+    x, lead = _frames(frames)
+    fg = _foreground(x, _ring(x).median(dim=-1).values[:, None], threshold, FG_RELATIVE)
+    return _largest_component(fg)[0].reshape(*lead, *x.shape[-2:])
+
+
+def interior(masks: Tensor) -> Tensor:
+    """The pixels of masks (..., H, W) bool whose 3x3 neighbourhood lies inside the mask: the
+    mask without its rim (where an anti-aliased object blends with the background)."""
+    m = torch.as_tensor(masks)
+    flat = m.reshape(-1, 1, *m.shape[-2:]).float()
+    inside = -F.max_pool2d(-flat, 3, stride=1, padding=1) > 0.5  # a min-pool: erosion
+    return inside.reshape(m.shape) & m
+
+
+FIGURE_THRESHOLD = 0.2  # least RGB distance ([0, 1] units) of a figure pixel from sky and floor
+
+
+@torch.no_grad()
+def figure_masks(frames: Tensor, threshold: float = FIGURE_THRESHOLD) -> Tensor:
+    """The stick figure's pixels in frames (..., C, H, W) in [0, 1] (pipeline/datasets/
+    stick_figures.py: a figure on a sky with a floor band below it): (..., H, W) bool.
+
+    The background has two colours, the sky (the median of the top border row) and the floor
+    (of the bottom row); a figure pixel is farther than `threshold` from both. The figures'
+    colours keep 100/255 = 0.39 from both and the floor is at most ~0.3 from the sky, so
+    0.2 takes the figure whole (its anti-aliased rim partly) and neither background.
+    """
+    x, lead = _frames(frames)
+    backgrounds = torch.stack(
+        [x[..., 0, :].median(dim=-1).values, x[..., -1, :].median(dim=-1).values], dim=1
+    )  # (N, 2, C)
+    return _foreground(x, backgrounds, threshold, 0.0).reshape(*lead, *x.shape[-2:])
+
+
+def object_colours(frames: Tensor, masks: Tensor) -> Tensor:
+    """The mean colour of each frame's masked pixels: frames (..., C, H, W), masks (..., H, W)
+    bool -> (..., C) float64; NaN for a frame whose mask is empty. ACD's descriptor of shape
+    motion."""
+    x = torch.as_tensor(frames).detach().double()  # exact means of equal colours
+    m = torch.as_tensor(masks).to(device=x.device, dtype=torch.float64).unsqueeze(-3)
+    if m.shape[:-3] != x.shape[:-3] or m.shape[-2:] != x.shape[-2:]:
+        raise ValueError(
+            f"masks {tuple(masks.shape)} do not match frames {tuple(x.shape)} (..., C, H, W)"
+        )
+    count = m.sum(dim=(-2, -1))  # (..., 1)
+    colour = (x * m).sum(dim=(-2, -1)) / count.clamp_min(1)
+    return torch.where(count > 0, colour, torch.full_like(colour, float("nan")))
+
+
 @torch.no_grad()
 def shape_fill(frames: Tensor, threshold: float = FG_THRESHOLD) -> dict[str, Tensor]:
     """Per-frame measures of the one object in frames (..., C, H, W) in [0, 1]; each (...):
@@ -400,33 +545,11 @@ def shape_fill(frames: Tensor, threshold: float = FG_THRESHOLD) -> dict[str, Ten
               own template at ~0.97-1 and the other at ~0.84 (and a clean square the same way);
               unlike fill, a few stray boundary pixels cost an IoU little.
     """
-    x = torch.as_tensor(frames).detach().float()
-    if x.dim() < 3 or x.shape[-1] < 3 or x.shape[-2] < 3:
-        raise ValueError(f"expected frames (..., C, H, W) with H, W >= 3, got {tuple(x.shape)}")
-    lead, (c, h, w) = x.shape[:-3], x.shape[-3:]
-    x = x.reshape(-1, c, h, w)
-    n = x.shape[0]
-    ring = torch.cat([x[..., 0, :], x[..., -1, :], x[..., 1:-1, 0], x[..., 1:-1, -1]], dim=-1)
-    background = ring.median(dim=-1).values  # (N, C)
-    dist = (x - background[:, :, None, None]).norm(dim=1)  # (N, H, W)
-    cut = torch.maximum(dist.amax(dim=(1, 2)) * FG_RELATIVE, torch.tensor(threshold))
-    fg = dist > cut[:, None, None]
-    # Connected components by label propagation: every foreground pixel starts with its own
-    # label (1-based index) and takes the largest in its 3x3 neighbourhood until nothing changes.
-    labels = torch.arange(1, h * w + 1, dtype=torch.float32).reshape(1, h, w).expand(n, h, w)
-    labels = labels * fg
-    while True:
-        grown = F.max_pool2d(labels[:, None], 3, stride=1, padding=1)[:, 0] * fg
-        if torch.equal(grown, labels):
-            break
-        labels = grown
-    flat = labels.reshape(n, -1).long()
-    counts = torch.zeros(n, h * w + 1, dtype=torch.long).scatter_add_(
-        1, flat, torch.ones_like(flat)
-    )
-    counts[:, 0] = 0  # background
-    size, best = counts.max(dim=1)
-    largest = (labels == best[:, None, None].float()) & fg
+    x, lead = _frames(frames)
+    n, c, h, w = x.shape
+    fg = _foreground(x, _ring(x).median(dim=-1).values[:, None], threshold, FG_RELATIVE)
+    largest, size = _largest_component(fg)
+    total = fg.sum(dim=(1, 2)).float()
     rows, cols = largest.any(dim=2), largest.any(dim=1)  # (N, H), (N, W)
     idx_h, idx_w = torch.arange(h), torch.arange(w)
 
@@ -436,8 +559,6 @@ def shape_fill(frames: Tensor, threshold: float = FG_THRESHOLD) -> dict[str, Ten
         return (hi - lo + 1).clamp_min(0)
 
     box = (extent(rows, idx_h) * extent(cols, idx_w)).float()
-    total = fg.sum(dim=(1, 2)).float()
-    size = size.float()
     fill = torch.where(box > 0, size / box.clamp_min(1), torch.full_like(box, float("nan")))
     share = torch.where(total > 0, size / total.clamp_min(1), torch.zeros_like(total))
 
@@ -557,6 +678,7 @@ def read_shapes(measures: dict[str, Tensor], pixels: int, min_iou: float = READ_
 
 
 __all__ += [
+    "FIGURE_THRESHOLD",
     "FILL_CIRCLE",
     "FILL_SQUARE",
     "FILL_SPLIT",
@@ -564,7 +686,11 @@ __all__ += [
     "READ_IOU",
     "READ_NEITHER",
     "READ_SQUARE",
+    "figure_masks",
     "fill_bands",
+    "interior",
+    "object_colours",
+    "object_masks",
     "read_shapes",
     "shape_fill",
     "shape_recognisability",

@@ -20,26 +20,60 @@ frame with no recurrence, so frames are generated independently given the conten
 Two discriminators, trained with the non-saturating GAN loss (Goodfellow et al., 2014):
 
     D_I   patch-based 2-D conv net on single frames: one random frame of each video;
-    D_V   patch-based 3-D conv net on clips: a random run of T' consecutive frames of each video,
-          with a category head (logits over K) on its pooled features when K > 0: the
-          auxiliary classifier on real clips with their labels and on generated clips with
-          their sampled categories (AC-GAN), and the paper's InfoGAN term Q(a | x) on
-          generated clips, which needs no labels (`infogan` > 0, `category_weight` = 0).
+    D_V   3-D conv net on clips: a random run of T' consecutive frames of each video, with
+          category logits (over K) when K > 0: the auxiliary classifier on real clips with
+          their labels and on generated clips with their sampled categories (AC-GAN), and the
+          paper's InfoGAN term Q(a | x) on generated clips, which needs no labels (`infogan`
+          > 0, `category_weight` = 0). `video_discriminator` picks its shape: "patch" (the
+          default: a logit per frame and patch, the categories from a linear head on pooled
+          features) or "clip" (the official code's default, CategoricalVideoDiscriminator:
+          convolutions down to one logit per clip, the K category logits from the same last
+          layer).
 
     L_DI = -E log D_I(x) - E log(1 - D_I(G(z)))                          (frames)
     L_DV = -E log D_V(v) - E log(1 - D_V(G(z))) + λ_c CE(Q(v), y) + λ_i CE(Q(G(z)), a)
     L_G  = -E log D_I(G(z)) - E log D_V(G(z)) + (λ_c + λ_i) CE(Q(G(z)), a)
 
 with D(·) = σ(logit) averaged over patches, y the true label of a real clip v, a the sampled
-category. Instance noise (Sønderby et al., 2016): N(0, σ²) is added to every discriminator
-input, real and fake; σ falls linearly from `instance_noise` to 0 over `noise_anneal_steps`.
+category. Instance noise (Sønderby et al., 2016): N(0, σ²) is added to the discriminators'
+inputs, real and fake; σ falls linearly from `instance_noise` to 0 over `noise_anneal_steps`.
+`noise_layers="all"` adds it before every convolution as the official code does (D_I: every
+one; D_V: all but the last), not only to the input.
+
+Training details, the paper's / official code's setting beside framecast's default. Every
+default is the behaviour framecast had before the option existed: checkpoints and the recorded
+CPU and GPU measurements (configs/pipeline/demo.yaml, bench/gpu/mocogan.sh) were made with it,
+and no measurement here shows the official setting better. configs/model/mocogan_paper.yaml
+selects every official value at once.
+
+    option                  default              official (sergeytulyakov/mocogan, src/)
+    video_discriminator     patch                clip (CategoricalVideoDiscriminator)
+    weight_decay            0                    1e-5 on all three Adam optimisers
+    noise_layers            input                all (a Noise layer before the convolutions)
+    instance_noise          0.1                  --noise_sigma with --use_noise (both off by
+                                                 default; 0.1 in the training commands
+                                                 circulated with the code)
+    noise_anneal_steps      10000 (σ falls to 0) 0 (σ constant)
+    gradient clipping       trainer.clip_grad_norm = 1.0 for every family; the official code
+                            clips nothing: trainer.clip_grad_norm=null (pipeline=demo does)
+
+Data parallel (W Ray Train workers): the trainer gives each rank its slice of one global batch,
+and `distribute` tells the task which slice. Every random choice of a step is made per video
+of the global batch from `video_rng(video_seed(seed, step), g)`, g the video's index in the
+global batch (models/protocols.py): its codes (z_C, z_A, ε), its frames for D_I, its clip for
+D_V and its instance noise. BatchNorm layers become `GlobalBatchNorm`, whose statistics are
+those of the global batch (sums all-reduced over the ranks, in the backward pass too). So W
+workers train exactly as one worker on the concatenated batch, up to float rounding. (Not
+torch's SyncBatchNorm: it refuses CPU tensors, so the gloo CPU test could not check it; the
+maths is the same.)
 
 Two options beyond the paper, both off by default: `projection` conditions D_I and D_V on the
 category (Miyato & Koyama, 2018: logit(x, y) = ψ(φ(x)) + ⟨E[y], φ(x)⟩ per patch), so a
 generated video is judged as "a real video of category y"; with shape x motion categories that
 makes the generator draw the shape it is asked for, which the auxiliary classifier alone did
 not within a CPU budget. `ema` samples from θ_avg, an exponential moving average of G's weights
-(Yazıcı et al., 2019), which smooths the oscillation of adversarial training.
+(Yazıcı et al., 2019), which smooths the oscillation of adversarial training; its BatchNorm
+statistics are its own, updated every step by a forward pass of θ_avg on the step's codes.
 
 Frames are in [-1, 1] inside (tanh output, the DCGAN convention); every public entry point
 takes and returns frames in [0, 1], the trainer's convention. Shapes: B videos, T frames,
@@ -59,8 +93,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.protocols import code_ids, video_rng
+from models.protocols import code_ids, video_rng, video_seed
 from models.task import TrainingTask, UpdateFn
+
+VIDEO_DISCRIMINATORS = ("patch", "clip")  # model.video_discriminator
+NOISE_LAYERS = ("input", "all")  # model.noise_layers
 
 
 @dataclass
@@ -79,11 +116,14 @@ class MoCoGANConfig:
     disc_channels: int = 64  # channels of D_I's and D_V's first layer (x2 per level, max x8)
     video_disc_frames: int = 0  # T': frames per clip shown to D_V (0 = length)
     image_batch: int = 0  # frames shown to D_I per step, one per video (0 = batch size)
+    video_discriminator: str = "patch"  # D_V: "patch" (logits per patch) | "clip" (official)
     lr: float = 2e-4  # Adam learning rate of all three optimisers
     beta1: float = 0.5  # Adam β1
     beta2: float = 0.999  # Adam β2
+    weight_decay: float = 0.0  # Adam L2 weight decay of all three optimisers (official: 1e-5)
     instance_noise: float = 0.1  # σ of the Gaussian noise on discriminator inputs at step 0
     noise_anneal_steps: int = 10000  # steps over which σ falls linearly to 0 (0 = constant σ)
+    noise_layers: str = "input"  # instance noise on D's input | "all": before every conv (official)
     infogan: float = 0.0  # λ_i: InfoGAN term CE(Q(G(z)), a) for G and D_V (0 = off)
     category_weight: float = 1.0  # λ_c: category cross-entropy (real: labels; fake: sampled a)
     image_only: bool = False  # ablation: z_M(t) = ε(t) i.i.d., no recurrent motion network
@@ -113,7 +153,16 @@ class MoCoGANConfig:
         for key in ("image_batch", "noise_anneal_steps"):
             if getattr(self, key) < 0:
                 raise ValueError(f"model.{key}={getattr(self, key)} must be >= 0")
-        for key in ("lr", "instance_noise", "infogan", "category_weight"):
+        if self.video_discriminator not in VIDEO_DISCRIMINATORS:
+            raise ValueError(
+                f"model.video_discriminator={self.video_discriminator!r}: use "
+                f"{' or '.join(VIDEO_DISCRIMINATORS)}"
+            )
+        if self.noise_layers not in NOISE_LAYERS:
+            raise ValueError(
+                f"model.noise_layers={self.noise_layers!r}: use {' or '.join(NOISE_LAYERS)}"
+            )
+        for key in ("lr", "instance_noise", "infogan", "category_weight", "weight_decay"):
             if getattr(self, key) < 0:
                 raise ValueError(f"model.{key}={getattr(self, key)} must be >= 0")
         if not 0 <= self.ema < 1:
@@ -295,6 +344,15 @@ class Generator(nn.Module):
         codes["motion_noise"] = noise
         return codes
 
+    def draw_codes_of(
+        self, generators: Sequence[torch.Generator], length: int, device: torch.device | str
+    ) -> dict[str, Tensor]:
+        """The codes of len(generators) videos, video i's drawn from generators[i] (CPU) as
+        draw_codes(1, length, generator=...) draws one, stacked and moved to `device`: a video's
+        codes do not depend on which other videos are drawn with it."""
+        draws = [self.draw_codes(1, length, device="cpu", generator=g) for g in generators]
+        return {k: torch.cat([d[k] for d in draws]).to(device) for k in draws[0]}
+
     @property
     def num_categories(self) -> int:
         return self.cfg.num_categories
@@ -415,9 +473,72 @@ def _broadcast(
 # Discriminators
 
 
-def _add_noise(x: Tensor, sigma: float) -> Tensor:
-    """Instance noise: x + N(0, σ²)."""
-    return x + sigma * torch.randn_like(x) if sigma > 0 else x
+class InstanceNoise:
+    """The instance noise of one discriminator call: x -> x + σ ε, ε ~ N(0, I).
+
+    Without `generators`, ε comes from the global RNG. With them (training), row r of every
+    tensor it noises belongs to video owners[r] (default: row r to video r) and takes its ε
+    from generators[owners[r]], each video's rows drawn together in row order: the noise of a
+    video is the same whichever other videos share the batch (or the rank, in data-parallel
+    training). Called once per noised layer, in the order of the layers.
+    """
+
+    def __init__(
+        self,
+        sigma: float,
+        generators: Sequence[torch.Generator] | None = None,
+        owners: Sequence[int] | None = None,
+    ) -> None:
+        self.sigma = float(sigma)
+        self.generators = generators
+        if generators is not None:
+            owners = list(range(len(generators))) if owners is None else [int(o) for o in owners]
+            self.groups, self.order = _groups(owners)
+            self.in_order = bool(torch.equal(self.order, torch.arange(len(self.order))))
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if self.sigma <= 0:
+            return x
+        if self.generators is None:
+            return x + self.sigma * torch.randn_like(x)
+        if x.shape[0] != len(self.order):
+            raise ValueError(f"instance noise for {len(self.order)} rows, got {x.shape[0]}")
+        draws = [
+            torch.randn((k, *x.shape[1:]), generator=self.generators[o], device=x.device)
+            for o, k in self.groups
+        ]
+        eps = torch.cat(draws)
+        if not self.in_order:  # back to row order
+            eps = eps[self.order.to(x.device)]
+        return x + self.sigma * eps.to(x.dtype)
+
+
+def _groups(owners: Sequence[int]) -> tuple[list[tuple[int, int]], Tensor]:
+    """Rows grouped by owner: [(owner, its row count)] in order of first appearance, and the
+    permutation (rows,) that puts the groups' rows, concatenated, back in row order."""
+    rows: dict[int, list[int]] = {}
+    for r, o in enumerate(owners):
+        rows.setdefault(int(o), []).append(r)
+    grouped = [r for mine in rows.values() for r in mine]
+    order = torch.empty(len(grouped), dtype=torch.long)
+    order[torch.tensor(grouped, dtype=torch.long)] = torch.arange(len(grouped))
+    return [(o, len(mine)) for o, mine in rows.items()], order
+
+
+def _noise_of(noise: float | InstanceNoise) -> InstanceNoise:
+    return noise if isinstance(noise, InstanceNoise) else InstanceNoise(noise)
+
+
+def _trunk_forward(trunk: nn.Sequential, x: Tensor, noise: InstanceNoise, every: bool) -> Tensor:
+    """x through `trunk`, noised before its first convolution, and before every one if `every`
+    (model.noise_layers="all")."""
+    first = True
+    for layer in trunk:
+        if isinstance(layer, nn.Conv2d | nn.Conv3d) and (first or every):
+            x = noise(x)
+            first = False
+        x = layer(x)
+    return x
 
 
 class Projection(nn.Module):
@@ -463,7 +584,9 @@ class ImageDiscriminator(nn.Module):
 
     a 4x4 grid of patch decisions at any S (S = 64: 4 stride-2 layers, the paper's D_I).
     spectral: spectral normalisation in every layer instead of BatchNorm. projection_categories
-    K > 0: conditioned on each frame's category (Projection).
+    K > 0: conditioned on each frame's category (Projection). noise_layers: instance noise on
+    the input, or ("all") before every convolution, the last included (the official
+    PatchImageDiscriminator).
     """
 
     def __init__(
@@ -473,8 +596,10 @@ class ImageDiscriminator(nn.Module):
         width: int,
         spectral: bool = False,
         projection_categories: int = 0,
+        noise_layers: str = "input",
     ) -> None:
         super().__init__()
+        self.noise_every_layer = noise_layers == "all"
         layers: list[nn.Module] = [
             nn.Conv2d(channels, width, 4, 2, 1),
             nn.LeakyReLU(0.2, inplace=True),
@@ -495,11 +620,18 @@ class ImageDiscriminator(nn.Module):
         if spectral:
             spectral_normalise(self)
 
-    def forward(self, frames: Tensor, noise: float = 0.0, category: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        frames: Tensor,
+        noise: float | InstanceNoise = 0.0,
+        category: Tensor | None = None,
+    ) -> Tensor:
         """frames (N, C, S, S) in [-1, 1] (and their categories (N,) when conditional) ->
-        patch logits (N, 4, 4)."""
-        h = self.trunk(_add_noise(frames, noise))  # (N, c, 8, 8)
-        return _project(self.head(h).squeeze(1), h, self.projection, category)
+        patch logits (N, 4, 4). noise: σ, or the InstanceNoise of this call."""
+        noise, every = _noise_of(noise), self.noise_every_layer
+        h = _trunk_forward(self.trunk, frames, noise, every)  # (N, c, 8, 8)
+        logits = self.head(noise(h) if every else h).squeeze(1)
+        return _project(logits, h, self.projection, category)
 
 
 class VideoDiscriminator(nn.Module):
@@ -511,7 +643,9 @@ class VideoDiscriminator(nn.Module):
 
     Space halves per layer and time keeps its length, so any T' >= 1 works; each patch logit
     sees 9 frames (4 temporal kernels of 3). spectral, projection: as in ImageDiscriminator
-    (the projection uses the same K categories as the head).
+    (the projection uses the same K categories as the head). noise_layers: instance noise on
+    the input, or ("all") before every convolution but the last (the official
+    PatchVideoDiscriminator).
     """
 
     def __init__(
@@ -522,8 +656,10 @@ class VideoDiscriminator(nn.Module):
         num_categories: int,
         spectral: bool = False,
         projection: bool = False,
+        noise_layers: str = "input",
     ) -> None:
         super().__init__()
+        self.noise_every_layer = noise_layers == "all"
         kernel, stride, pad = (3, 4, 4), (1, 2, 2), (1, 1, 1)
         layers: list[nn.Module] = [
             nn.Conv3d(channels, width, kernel, stride, pad),
@@ -547,14 +683,89 @@ class VideoDiscriminator(nn.Module):
             spectral_normalise(self)
 
     def forward(
-        self, clips: Tensor, noise: float = 0.0, category: Tensor | None = None
+        self,
+        clips: Tensor,
+        noise: float | InstanceNoise = 0.0,
+        category: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """clips (B, T', C, S, S) in [-1, 1] (and their categories (B,) when conditional) ->
-        (patch logits (B, T', 4, 4), category logits (B, K) or None)."""
-        h = self.trunk(_add_noise(clips, noise).transpose(1, 2))  # (B, c, T', 8, 8)
+        (patch logits (B, T', 4, 4), category logits (B, K) or None). noise: σ, or the
+        InstanceNoise of this call."""
+        noise = _noise_of(noise)
+        x = clips.transpose(1, 2)  # (B, C, T', S, S)
+        h = _trunk_forward(self.trunk, x, noise, self.noise_every_layer)  # (B, c, T', 8, 8)
         logits = _project(self.head(h).squeeze(1), h, self.projection, category)
         categories = None if self.categories is None else self.categories(h.mean(dim=(2, 3, 4)))
         return logits, categories
+
+
+class ClipVideoDiscriminator(nn.Module):
+    """D_V as the official code's default (CategoricalVideoDiscriminator): one decision per
+    clip, and the category logits from the same last layer.
+
+        (B, T', C, S, S) -> (B, C, T', S, S) -> log2(S) - 2 convs, kernel (k_t, 4, 4), stride
+        (1, 2, 2), padding (0, 1, 1), LeakyReLU 0.2, BatchNorm after the first, down to 4x4
+        -> conv, kernel (t, 4, 4) without padding -> (B, 1 + K): the clip's logit (B, 1, 1, 1)
+        and, when K > 0, its category logits (B, K).
+
+    Time is not padded: each layer's temporal kernel k_t = min(4, frames left) takes k_t - 1
+    frames off, and the last layer spans the t frames that remain, so the decision sees the
+    whole clip (S = 64, T' = 16: 16 -> 13 -> 10 -> 7 -> 4 -> 1, the official layers; a shorter
+    clip gets shorter temporal kernels). Built for exactly T' = `frames`. spectral, projection
+    (on the trunk's features averaged over time), noise_layers: as in VideoDiscriminator.
+    """
+
+    def __init__(
+        self,
+        frame_size: int,
+        frames: int,
+        channels: int,
+        width: int,
+        num_categories: int,
+        spectral: bool = False,
+        projection: bool = False,
+        noise_layers: str = "input",
+    ) -> None:
+        super().__init__()
+        self.frames = frames
+        self.noise_every_layer = noise_layers == "all"
+        self.num_categories = num_categories
+        layers: list[nn.Module] = []
+        c, t = channels, frames
+        for k in range(_levels(frame_size)):  # S -> 4x4
+            c_out, kt = width * min(8, 2**k), min(4, t)
+            norm = k > 0 and not spectral
+            conv = nn.Conv3d(c, c_out, (kt, 4, 4), (1, 2, 2), (0, 1, 1), bias=not norm)
+            layers += [conv] + ([nn.BatchNorm3d(c_out)] if norm else [])
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            c, t = c_out, t - kt + 1
+        self.trunk = nn.Sequential(*layers)
+        self.head = nn.Conv3d(c, 1 + num_categories, (t, 4, 4))  # (B, 1 + K, 1, 1, 1)
+        self.projection = Projection(num_categories, c) if projection else None
+        self.apply(init_weights)
+        if spectral:
+            spectral_normalise(self)
+
+    def forward(
+        self,
+        clips: Tensor,
+        noise: float | InstanceNoise = 0.0,
+        category: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """clips (B, T', C, S, S) in [-1, 1] (and their categories (B,) when conditional) ->
+        (the clip logits (B, 1, 1, 1), category logits (B, K) or None)."""
+        if clips.dim() != 5 or clips.shape[1] != self.frames:
+            raise ValueError(
+                f"a clip-level video discriminator built for {self.frames} frames got clips "
+                f"{tuple(clips.shape)}"
+            )
+        noise = _noise_of(noise)
+        x = clips.transpose(1, 2)  # (B, C, T', S, S)
+        h = _trunk_forward(self.trunk, x, noise, self.noise_every_layer)  # (B, c, t, 4, 4)
+        out = self.head(h).flatten(1)  # (B, 1 + K)
+        logits = out[:, :1, None, None]  # (B, 1, 1, 1): one patch, the whole clip
+        logits = _project(logits, h.mean(dim=2, keepdim=True), self.projection, category)
+        return logits, (out[:, 1:] if self.num_categories else None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -577,24 +788,150 @@ def frame_owners(count: int, batch: int, device: torch.device | None = None) -> 
     return torch.arange(count, device=device) % batch
 
 
-def sample_frames(videos: Tensor, count: int) -> Tensor:
+def _picks(high: int, owners: Sequence[int], generators: Sequence[torch.Generator]) -> Tensor:
+    """One integer in [0, high) per row (CPU, long): the rows of video o (owners[r] = o), in
+    row order, drawn together from generators[o]."""
+    groups, order = _groups(owners)
+    draws = [torch.randint(high, (k,), generator=generators[o]) for o, k in groups]
+    return torch.cat(draws)[order]
+
+
+def _check_generators(generators: Sequence[torch.Generator], batch: int) -> None:
+    if len(generators) != batch:
+        raise ValueError(f"{len(generators)} generators for a batch of {batch} videos")
+
+
+def sample_frames(
+    videos: Tensor, count: int, generators: Sequence[torch.Generator] | None = None
+) -> Tensor:
     """D_I's input: `count` frames (count, C, H, W), one random frame from each video
-    (cycling through the batch when count > B: frame_owners)."""
+    (cycling through the batch when count > B: frame_owners). With `generators` (one per
+    video, CPU), frame r's time is drawn from its video's generator; else from the global RNG."""
     batch, steps = videos.shape[:2]
     which = frame_owners(count, batch, videos.device)
-    when = torch.randint(steps, (count,), device=videos.device)
+    if generators is None:
+        when = torch.randint(steps, (count,), device=videos.device)
+    else:
+        _check_generators(generators, batch)
+        when = _picks(steps, frame_owners(count, batch).tolist(), generators).to(videos.device)
     return videos[which, when]
 
 
-def sample_clips(videos: Tensor, frames: int) -> Tensor:
+def sample_clips(
+    videos: Tensor, frames: int, generators: Sequence[torch.Generator] | None = None
+) -> Tensor:
     """D_V's input: from each video a run of `frames` consecutive frames at a random start:
-    (B, frames, C, H, W)."""
+    (B, frames, C, H, W). With `generators` (one per video, CPU), video b's start is drawn
+    from generators[b]; else from the global RNG."""
     batch, steps = videos.shape[:2]
     if frames >= steps:
         return videos
-    start = torch.randint(steps - frames + 1, (batch, 1), device=videos.device)
+    if generators is None:
+        start = torch.randint(steps - frames + 1, (batch, 1), device=videos.device)
+    else:
+        _check_generators(generators, batch)
+        start = _picks(steps - frames + 1, range(batch), generators)[:, None].to(videos.device)
     index = start + torch.arange(frames, device=videos.device)  # (B, frames)
     return videos[torch.arange(batch, device=videos.device)[:, None], index]
+
+
+# ---------------------------------------------------------------------------------------------
+# Data-parallel BatchNorm: the statistics of the global batch
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """Σ over the ranks of a tensor, differentiable: the gradient of each rank's input is the
+    sum over the ranks of the gradients of the output (every rank's loss depends on it)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:  # noqa: ANN401
+        x = x.clone()
+        torch.distributed.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:  # noqa: ANN401
+        grad = grad.clone()
+        torch.distributed.all_reduce(grad)
+        return grad
+
+
+def _data_parallel() -> bool:
+    """Whether this process is one of several ranks of an initialised process group."""
+    dist = torch.distributed
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm over the global batch of a data-parallel step: in training, with W > 1 ranks,
+
+        μ = Σ_ranks Σ x / N,   σ² = Σ_ranks Σ (x - μ)² / N,   N = Σ_ranks count
+        y = γ (x - μ) / sqrt(σ² + eps) + β
+
+    per channel (two all-reduces, differentiable: `_SumOverRanks`), and the running statistics
+    follow μ and the unbiased σ² · N / (N - 1) with BatchNorm's momentum. So the ranks compute
+    what one process computes on the concatenated batch (torch.nn.SyncBatchNorm does the same
+    on GPUs only; this one runs on gloo and CPU too). Otherwise (eval, one process) it is
+    BatchNorm. Same parameters and buffers as the BatchNorm it replaces (`global_batch_norm`), so
+    state_dicts and checkpoints do not change.
+    """
+
+    def _check_input_dim(self, input: Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2-D input (N, C, ...), got {input.dim()}-D")
+
+    def forward(self, input: Tensor) -> Tensor:
+        if not (self.training and _data_parallel()):
+            return super().forward(input)
+        self._check_input_dim(input)
+        c, dims = input.shape[1], [0, *range(2, input.dim())]
+        shape = [1, c] + [1] * (input.dim() - 2)
+        x = input.float()
+        count = torch.tensor([input.numel() / c], dtype=torch.float32, device=x.device)
+        sums = _SumOverRanks.apply(torch.cat([x.sum(dims), count]))
+        n = sums[c]
+        mean = sums[:c] / n
+        centred = x - mean.view(shape)
+        var = _SumOverRanks.apply(centred.square().sum(dims)) / n
+        if self.track_running_stats and self.running_mean is not None:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                momentum = self.momentum
+                if momentum is None:  # a cumulative average, as BatchNorm does
+                    momentum = 1.0 / float(self.num_batches_tracked)
+                self.running_mean.lerp_(mean, momentum)
+                self.running_var.lerp_(var * n / (n - 1).clamp_min(1), momentum)
+        y = centred * torch.rsqrt(var + self.eps).view(shape)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        return y.to(input.dtype)
+
+
+def global_batch_norm(module: nn.Module) -> nn.Module:
+    """Every BatchNorm inside `module` replaced, in place, by a GlobalBatchNorm that shares its
+    parameters and buffers (its state_dict keys are unchanged); returns `module`."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.modules.batchnorm._BatchNorm) and not isinstance(
+            child, GlobalBatchNorm
+        ):
+            new = GlobalBatchNorm(
+                child.num_features,
+                child.eps,
+                child.momentum,
+                child.affine,
+                child.track_running_stats,
+                device=child.weight.device if child.affine else None,
+            )
+            if child.affine:
+                new.weight, new.bias = child.weight, child.bias
+            if child.track_running_stats:
+                new.running_mean, new.running_var = child.running_mean, child.running_var
+                new.num_batches_tracked = child.num_batches_tracked
+            new.train(child.training)
+            setattr(module, name, new)
+        else:
+            global_batch_norm(child)
+    return module
 
 
 @contextlib.contextmanager
@@ -619,13 +956,16 @@ class MoCoGANTask(TrainingTask):
     Batches: a Tensor (B, T, C, H, W) in [0, 1] (T >= length; the first `length` frames are
     used), or a dict {"frames": that Tensor, "label": (B,) long category per video}. Labels are
     required when num_categories > 0 and category_weight > 0 (conditional training on labelled
-    data); the generic trainer's loader delivers frames only today, so that mode needs a
-    loader that also yields the store's per-video "label". Unconditional training and InfoGAN
-    categories (category_weight = 0) need no labels.
+    data: the trainer's loader then yields each video's "label" from the store).
+    Unconditional training and InfoGAN categories (category_weight = 0) need no labels.
 
     The G update runs the discriminators without their DDP wrappers and with their weights
     frozen: the generator's gradient flows through them, theirs is neither computed nor
     all-reduced.
+
+    Randomness: every draw of a step (codes, D inputs, instance noise) is made per video of
+    the global batch from `video_rng(video_seed(seed, step), g)`; the trainer says which rows
+    of the global batch this process holds (`distribute`). Without that call: one process.
     """
 
     def __init__(self, **options: Any) -> None:
@@ -641,6 +981,28 @@ class MoCoGANTask(TrainingTask):
         self.needs_labels = cfg.needs_labels
         self.num_categories = cfg.num_categories
         generator = Generator(cfg)
+        video_disc: nn.Module
+        if cfg.video_discriminator == "clip":
+            video_disc = ClipVideoDiscriminator(
+                cfg.frame_size,
+                cfg.clip_frames,
+                cfg.channels,
+                cfg.disc_channels,
+                cfg.num_categories,
+                cfg.spectral_norm,
+                cfg.projection,
+                cfg.noise_layers,
+            )
+        else:
+            video_disc = VideoDiscriminator(
+                cfg.frame_size,
+                cfg.channels,
+                cfg.disc_channels,
+                cfg.num_categories,
+                cfg.spectral_norm,
+                cfg.projection,
+                cfg.noise_layers,
+            )
         self.networks = nn.ModuleDict(
             {
                 "generator": generator,
@@ -650,15 +1012,9 @@ class MoCoGANTask(TrainingTask):
                     cfg.disc_channels,
                     cfg.spectral_norm,
                     cfg.num_categories if cfg.projection else 0,
+                    cfg.noise_layers,
                 ),
-                "video_disc": VideoDiscriminator(
-                    cfg.frame_size,
-                    cfg.channels,
-                    cfg.disc_channels,
-                    cfg.num_categories,
-                    cfg.spectral_norm,
-                    cfg.projection,
-                ),
+                "video_disc": video_disc,
             }
         )
         if cfg.ema:
@@ -669,10 +1025,21 @@ class MoCoGANTask(TrainingTask):
             self.networks["generator_ema"] = average
         self.inference_networks = ("generator_ema",) if cfg.ema else ("generator",)
 
+    def distribute(self, rank: int, world: int, seed: int) -> None:
+        """This process holds rows rank·n .. (rank+1)·n - 1 of every global batch of a run
+        seeded `seed` (n = the batch it is given): its draws are those of those videos. With
+        W > 1, every BatchNorm becomes a GlobalBatchNorm (statistics of the global batch)."""
+        super().distribute(rank, world, seed)
+        if world > 1:
+            for net in self.networks.values():
+                global_batch_norm(net)
+
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        betas = (self.cfg.beta1, self.cfg.beta2)
+        betas, decay = (self.cfg.beta1, self.cfg.beta2), self.cfg.weight_decay
         return {
-            name: torch.optim.Adam(self.networks[name].parameters(), lr=self.cfg.lr, betas=betas)
+            name: torch.optim.Adam(
+                self.networks[name].parameters(), lr=self.cfg.lr, betas=betas, weight_decay=decay
+            )
             for name in ("generator", "image_disc", "video_disc")
         }
 
@@ -683,6 +1050,38 @@ class MoCoGANTask(TrainingTask):
         if cfg.noise_anneal_steps == 0:
             return cfg.instance_noise
         return cfg.instance_noise * max(0.0, 1.0 - step / cfg.noise_anneal_steps)
+
+    def step_generators(
+        self, step: int, n: int, device: torch.device
+    ) -> tuple[list[torch.Generator], list[torch.Generator]]:
+        """The random sources of this process's n videos at `step`: video i is video
+        g = rank·n + i of the global batch, and draws from video_rng(video_seed(seed, step), g)
+        (CPU): first the seed of its instance-noise generator on `device` (returned second),
+        then its codes and its discriminator inputs (in training_step)."""
+        run = video_seed(self.seed, step)
+        cpu = [video_rng(run, self.rank * n + i) for i in range(n)]
+        noise = []
+        for rng in cpu:
+            seed = int(torch.randint(2**62, (1,), generator=rng))
+            noise.append(torch.Generator(device=device).manual_seed(seed))
+        return cpu, noise
+
+    def image_count(self, n: int) -> int:
+        """Frames shown to D_I by this process when it holds n videos of the global batch:
+        image_batch / W (image_batch must then be a multiple of the global batch, so each
+        video gives the same number of frames), or n when image_batch is 0."""
+        cfg = self.cfg
+        if not cfg.image_batch:
+            return n
+        if self.world == 1:
+            return cfg.image_batch
+        if cfg.image_batch % (n * self.world):
+            raise ValueError(
+                f"model.image_batch={cfg.image_batch} with {self.world} workers must be a "
+                f"multiple of the global batch ({n * self.world} videos), so every video gives "
+                "D_I the same number of frames whichever worker holds it (or 0 = batch size)"
+            )
+        return cfg.image_batch // self.world
 
     def _unpack(self, batch: Tensor | dict[str, Tensor]) -> tuple[Tensor, Tensor | None]:
         cfg = self.cfg
@@ -732,39 +1131,45 @@ class MoCoGANTask(TrainingTask):
         real = frames * 2.0 - 1.0  # [0, 1] -> [-1, 1]
         n = real.shape[0]
         sigma = self.noise_sigma(step)
-        image_count = cfg.image_batch or n
-
-        codes = self.unwrap("generator").draw_codes(n, cfg.length, device=real.device)
+        image_count = self.image_count(n)
+        # Video i's draws, in this order: its noise generator's seed, its codes, its frames
+        # for D_I, its clip for D_V (real and generated); then its instance noise, layer by
+        # layer, as the discriminators ask for it.
+        rngs, noise_rngs = self.step_generators(step, n, real.device)
+        codes = self.unwrap("generator").draw_codes_of(rngs, cfg.length, real.device)
         fake = self.networks["generator"](
             codes["content"], codes["motion_noise"], codes.get("category")
         )  # (B, T, C, H, W) in [-1, 1], with G's graph
         # One random frame per video for D_I, a random run of T' frames per video for D_V.
-        fake_frames = sample_frames(fake, image_count)
-        fake_clips = sample_clips(fake, cfg.clip_frames)
-        real_frames = sample_frames(real, image_count)
-        real_clips = sample_clips(real, cfg.clip_frames)
+        fake_frames = sample_frames(fake, image_count, rngs)
+        fake_clips = sample_clips(fake, cfg.clip_frames, rngs)
+        real_frames = sample_frames(real, image_count, rngs)
+        real_clips = sample_clips(real, cfg.clip_frames, rngs)
+        owners = frame_owners(image_count, n)
+        frame_noise = InstanceNoise(sigma, noise_rngs, owners.tolist())
+        clip_noise = InstanceNoise(sigma, noise_rngs)
         zero = real.new_zeros((), dtype=torch.float32)
         # A conditional D (projection) sees each input's category: the true label of a real
         # video, the sampled z_A of a generated one.
         y_real = y_fake = y_real_frames = y_fake_frames = None
         if cfg.projection:
-            owners = frame_owners(image_count, n, real.device)
+            owners = owners.to(real.device)
             y_real, y_fake = labels, codes["category"]
             y_real_frames, y_fake_frames = y_real[owners], y_fake[owners]
 
         # D_I: real frames -> 1, generated frames -> 0.
         d_image_net = self.networks["image_disc"]
         d_image = discriminator_loss(
-            d_image_net(real_frames, sigma, y_real_frames),
-            d_image_net(fake_frames.detach(), sigma, y_fake_frames),
+            d_image_net(real_frames, frame_noise, y_real_frames),
+            d_image_net(fake_frames.detach(), frame_noise, y_fake_frames),
         )
         update(d_image, "image_disc")
 
         # D_V: real clips -> 1, generated clips -> 0; its classifier learns the true labels
         # (λ_c) and, InfoGAN's Q, the categories the generated clips were made from (λ_i).
         d_video_net = self.networks["video_disc"]
-        real_logits, real_categories = d_video_net(real_clips, sigma, y_real)
-        fake_logits, fake_categories = d_video_net(fake_clips.detach(), sigma, y_fake)
+        real_logits, real_categories = d_video_net(real_clips, clip_noise, y_real)
+        fake_logits, fake_categories = d_video_net(fake_clips.detach(), clip_noise, y_fake)
         d_video = discriminator_loss(real_logits, fake_logits)
         category_real = zero
         d_video_total = d_video
@@ -779,8 +1184,8 @@ class MoCoGANTask(TrainingTask):
         # G: make both discriminators say "real", and D_V's classifier say the sampled category.
         d_image_g, d_video_g = self.unwrap("image_disc"), self.unwrap("video_disc")
         with frozen(d_image_g, d_video_g):
-            g_image = generator_loss(d_image_g(fake_frames, sigma, y_fake_frames))
-            fake_logits, fake_categories = d_video_g(fake_clips, sigma, y_fake)
+            g_image = generator_loss(d_image_g(fake_frames, frame_noise, y_fake_frames))
+            fake_logits, fake_categories = d_video_g(fake_clips, clip_noise, y_fake)
             g_video = generator_loss(fake_logits)
             g_total = g_image + g_video
             category_fake = zero
@@ -789,7 +1194,7 @@ class MoCoGANTask(TrainingTask):
                 g_total = g_total + (cfg.category_weight + cfg.infogan) * category_fake
             update(g_total, "generator")
         if cfg.ema:
-            self.update_average(step)
+            self.update_average(step, codes)
 
         names = ["loss", "d_image", "d_video", "g_image", "g_video"]
         values = [g_total, d_image, d_video, g_image, g_video]
@@ -804,15 +1209,25 @@ class MoCoGANTask(TrainingTask):
         return logs
 
     @torch.no_grad()
-    def update_average(self, step: int) -> None:
+    def update_average(self, step: int, codes: dict[str, Tensor] | None = None) -> None:
         """θ_avg <- β_t θ_avg + (1 - β_t) θ_G, β_t = min(β, (1 + t) / (10 + t)): the average
-        follows G closely at first, when G changes fastest; BatchNorm statistics are copied."""
+        follows G closely at first, when G changes fastest.
+
+        BatchNorm statistics are θ_avg's own: with the step's `codes` ("content",
+        "motion_noise", "category"), θ_avg renders them in training mode, which moves its
+        running statistics towards those of its own activations with BatchNorm's momentum,
+        as G's own forward pass moves G's. (Copying G's would run the averaged weights with
+        statistics of other weights.) Its output is discarded; nothing else changes.
+        """
         beta = min(self.cfg.ema, (1.0 + step) / (10.0 + step))
         online, average = self.unwrap("generator"), self.networks["generator_ema"]
         for p_avg, p in zip(average.parameters(), online.parameters()):
             p_avg.lerp_(p, 1.0 - beta)
-        for b_avg, b in zip(average.buffers(), online.buffers()):
-            b_avg.copy_(b)
+        if codes is not None:
+            mode = average.training
+            average.train()
+            average(codes["content"], codes["motion_noise"], codes.get("category"))
+            average.train(mode)
 
     def inference_model(self) -> Generator:
         """The generator that makes videos: the moving average of G's weights when model.ema
@@ -824,9 +1239,12 @@ class MoCoGANTask(TrainingTask):
 
 
 __all__ = [
+    "ClipVideoDiscriminator",
     "Generator",
+    "GlobalBatchNorm",
     "ImageDiscriminator",
     "ImageGenerator",
+    "InstanceNoise",
     "MoCoGANConfig",
     "MoCoGANTask",
     "Projection",
@@ -835,6 +1253,7 @@ __all__ = [
     "frame_owners",
     "frozen",
     "generator_loss",
+    "global_batch_norm",
     "sample_clips",
     "sample_frames",
     "spectral_normalise",

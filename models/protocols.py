@@ -147,7 +147,8 @@ class Generator(Protocol):
 
 @runtime_checkable
 class Classifier(Protocol):
-    """A clip classifier: logits and the features Fréchet distance and ACD are measured in."""
+    """A clip classifier: logits (accuracy, Inception Score) and the features Fréchet distance is
+    measured in."""
 
     def forward(self, clips: Tensor) -> Tensor:
         """Logits (B, num_categories) of clips (B, T, C, H, W)."""

@@ -53,6 +53,18 @@ class TrainingTask:
     # constructor as `pretrained={name: state_dict}`. A name whose option is unset (None) is
     # looked up in PyTorch Hub's checkpoint cache under `default_files[name]`, if it has one.
     default_files: dict[str, str] = {}
+    # Where this process stands in a data-parallel run (set by `distribute`): rank of world,
+    # and the run's seed. A task that draws random inputs (a GAN's codes) draws those of its
+    # rank's rows of the global batch, so W workers train as one on the concatenated batch.
+    rank: int = 0
+    world: int = 1
+    seed: int = 0
+
+    def distribute(self, rank: int, world: int, seed: int) -> None:
+        """Called by the trainer before the first step: this process is rank `rank` of `world`
+        data-parallel processes of a run seeded `seed`, holding rows rank·n .. (rank+1)·n - 1
+        of every global batch of W·n clips. The base class records it."""
+        self.rank, self.world, self.seed = int(rank), int(world), int(seed)
 
     @staticmethod
     def pretrained_files(options: dict[str, Any]) -> dict[str, str | None]:

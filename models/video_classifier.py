@@ -2,8 +2,10 @@
 
 It is the measuring instrument of generator evaluation (MoCoGAN, Tulyakov et al. 2018): the
 accuracy of its predictions on generated videos against the category they were generated for,
-the Fréchet distance of generated vs real videos in its feature space, and ACD on its per-frame
-features (`pipeline/stages/evaluate/generator.py`). Trained with
+the Inception Score of its posteriors p(y | x) = softmax(logits), and the Fréchet distance of
+generated vs real videos in its feature space (`pipeline/stages/evaluate/generator.py`).
+Trained on motion categories, its features encode motion more than content, so they are not
+ACD's descriptor (ACD uses the object's colour). Trained with
 `framecast train model=video_classifier store=...` on a store whose videos carry a "label".
 
     (B, T, C, S, S) in [0, 1] -> (B, C, T, S, S) -> `levels` blocks of

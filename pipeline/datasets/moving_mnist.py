@@ -1,37 +1,47 @@
 """Moving MNIST, made as Srivastava, Mansimov and Salakhutdinov (ICML 2015) made it.
 
-Rules (from the authors' generator):
+Rules (from the authors' generator, data_handler.py's BouncingMNISTDataHandler in
+github.com/emansim/unsupervised-videos):
 
 - a ``canvas`` x ``canvas`` frame (64 x 64) and 28 x 28 digits;
 - each digit's top-left corner lives in the unit square, which maps to pixels
-  ``[0, canvas - 28]`` per axis: pixel = round(position * (canvas - 28));
+  ``[0, canvas - 28]`` per axis: pixel = int(position * (canvas - 28)), truncated as the
+  authors' ``astype(np.int32)`` does (rounding instead would shift every digit by half a pixel
+  on average);
 - the start position is uniform in the unit square, the direction theta uniform in [0, 2 pi), the
   velocity ``speed * (cos theta, sin theta)`` (speed 0.1 of the unit square per frame);
 - each frame: take one step, then bounce: a coordinate at or beyond 0 or 1 is clamped to the wall
   and that velocity component flips. As in the original code, frame 0 is the position after the
   first step;
-- digits are drawn independently (with replacement) from the digit set and combined by
-  pixel-wise max.
+- digits are dealt as the authors deal them: passes over the digit set, each in a fresh random
+  order, a video taking the next ``num_digits`` digits (so within a pass no digit repeats;
+  ``digit_deck``); they are combined by pixel-wise max.
 
 Positions are ``(y, x)`` = (row, column) pairs. Video ``i`` of ``generate`` depends only on
-``(seed, split, i)``, so shards of a large set can be generated in parallel with identical results.
+``(seed, split, i)`` (its motion on ``default_rng([seed, s, i])``, its digits on the deck of
+``(seed, split)``), so shards of a large set can be generated in parallel with identical results.
 
 ``iter_npy_sequences`` reads the public ``mnist_test_seq.npy`` (uint8, (T, N, 64, 64)).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 
 import numpy as np
 import torch
 
-from pipeline.datasets.mnist import load_digits, split_indices
+from pipeline.datasets.mnist import digit_source, load_digits, split_indices
 
 FPS = 10
 DIGIT_SIZE = 28
 _SPLIT_STREAM = {"train": 0, "test": 1}
+# default_rng([seed, stream, ...]) streams: 0/1 a stored video's motion (train/test), 2 a
+# training-stream sequence's, 3/4 the digit deck of stored train/test videos, 5 the stream's.
+# (A key's trailing zeros do not change the seed, so streams differ in their second entry.)
+_DECK_STREAM = {"train": 3, "test": 4, "stream": 5}
 
 
 def bounce_trajectory(
@@ -73,8 +83,31 @@ def bounce_trajectory(
 
 
 def to_pixels(positions: np.ndarray, canvas: int = 64, digit_size: int = DIGIT_SIZE) -> np.ndarray:
-    """Top-left pixel (row, col) int64 of unit-square positions: round(position * (canvas - 28))."""
-    return np.rint(np.asarray(positions) * (canvas - digit_size)).astype(np.int64)
+    """Top-left pixel (row, col) int64 of unit-square positions: int(position * (canvas - 28)),
+    truncated like the authors' generator."""
+    return (np.asarray(positions, dtype=np.float64) * (canvas - digit_size)).astype(np.int64)
+
+
+@functools.lru_cache(maxsize=8)
+def _shuffled(size: int, key: tuple[int, ...]) -> np.ndarray:
+    order = np.random.default_rng(list(key)).permutation(size)
+    order.setflags(write=False)
+    return order
+
+
+def digit_deck(size: int, key: tuple[int, ...], start: int, count: int) -> np.ndarray:
+    """Rows ``start .. start + count - 1`` (int64) of an endless deal of ``size`` digits: pass
+    ``p`` over the digit set is a random order drawn from ``default_rng([*key, p])``, the passes
+    follow one another. The authors' generator deals digits this way (a shuffled index it walks
+    through, reshuffled when used up), so within a pass every digit appears once; position
+    ``n`` depends only on ``(size, key, n)``, which keeps shards and workers independent."""
+    if size < 1 or start < 0 or count < 0:
+        raise ValueError(f"need size >= 1, start >= 0, count >= 0; got {size}, {start}, {count}")
+    out = np.empty(count, dtype=np.int64)
+    for j, n in enumerate(range(start, start + count)):
+        deal, at = divmod(n, size)
+        out[j] = _shuffled(size, (*key, deal))[at]
+    return out
 
 
 def render(digit_images: np.ndarray, trajectories: np.ndarray, canvas: int = 64) -> np.ndarray:
@@ -103,19 +136,21 @@ def moving_mnist_video(
     digits: np.ndarray,
     labels: np.ndarray,
     length: int,
-    num_digits: int = 2,
+    indices: np.ndarray | list[int],
     canvas: int = 64,
     speed: float = 0.1,
 ) -> tuple[np.ndarray, dict]:
-    """One Moving MNIST video.
+    """One Moving MNIST video of the digits ``indices`` (rows of ``digits``, one per digit of
+    the video: ``digit_deck`` deals them).
 
     Returns frames (length, canvas, canvas, 1) uint8 and info ``{"digit_labels": [int],
     "digit_indices": [int] (rows of ``digits``), "trajectory": [[[y, x] per frame] per digit]}``
-    (unit-square top-left positions). Draws from ``rng``: per digit, its index, then its start
-    (y, x) and direction.
+    (unit-square top-left positions). Draws from ``rng``: per digit, its start (y, x) and
+    direction.
     """
-    if num_digits < 1:
-        raise ValueError(f"num_digits must be >= 1, got {num_digits}")
+    indices = [int(i) for i in indices]
+    if not indices:
+        raise ValueError("a video needs at least one digit, got no indices")
     if length < 1:
         raise ValueError(f"length must be >= 1, got {length}")
     if len(digits) == 0 or len(digits) != len(labels):
@@ -123,11 +158,9 @@ def moving_mnist_video(
             f"need a non-empty digit set with one label each, got "
             f"{len(digits)} digits and {len(labels)} labels"
         )
-    indices, trajs = [], []
-    for _ in range(num_digits):
-        indices.append(int(rng.integers(len(digits))))
-        trajs.append(bounce_trajectory(rng, length, speed))
-    traj = np.stack(trajs)
+    if min(indices) < 0 or max(indices) >= len(digits):
+        raise ValueError(f"digit indices {indices} outside the {len(digits)} digits")
+    traj = np.stack([bounce_trajectory(rng, length, speed) for _ in indices])
     frames = render(digits[indices], traj, canvas)
     info = {
         "digit_labels": [int(labels[i]) for i in indices],
@@ -149,12 +182,15 @@ def generate(
 ) -> Iterator[tuple[str, np.ndarray, dict]]:
     """Yield ``(video_id, frames, attrs)`` for videos ``start .. num_videos - 1``.
 
-    ``video_id`` is ``f"mm-{split}-{i:06d}"``; video ``i`` uses ``np.random.default_rng([seed,
-    s, i])`` (s = 0 for train, 1 for test), so it is the same whatever ``start`` is, and train
-    and test never share motions. Digits come from ``load_digits(split, root)``. ``attrs`` is
-    JSON-serialisable: source, split, num_frames, fps, label (the digit's class for one-digit
-    videos, else None), digits (labels), num_digits, seed, index, and digit_indices: rows in the
-    packaged ``mnist_5k.npz`` (``root=None``) or in torchvision's MNIST split (``root`` given).
+    ``video_id`` is ``f"mm-{split}-{i:06d}"``; video ``i``'s motion uses
+    ``np.random.default_rng([seed, s, i])`` (s = 0 for train, 1 for test) and its digits are
+    positions ``i * num_digits ..`` of the split's ``digit_deck``, so it is the same whatever
+    ``start`` is, and train and test never share motions. Digits come from
+    ``load_digits(split, root)``. ``attrs`` is JSON-serialisable: source, split, num_frames, fps,
+    label (the digit's class for one-digit videos, else None), digits (labels), num_digits,
+    seed, index, digit_source ("mnist_5k": the packaged digits, ``root=None``; "mnist": the full
+    MNIST of ``root``: ``mnist.digit_source``) and digit_indices: rows in the packaged
+    ``mnist_5k.npz`` or in torchvision's MNIST split.
     """
     if num_digits < 1 or length < 1:
         raise ValueError(f"need num_digits >= 1 and length >= 1, got {num_digits}, {length}")
@@ -165,7 +201,7 @@ def generate(
     digits, labels = load_digits(split, root)
     rows = split_indices(split) if root is None else np.arange(len(digits))
     # Arguments are checked and digits loaded now, at the call, not at the first next().
-    return _generate(num_videos, length, num_digits, split, seed, start, digits, labels, rows)
+    return _generate(num_videos, length, num_digits, split, seed, start, digits, labels, rows, root)
 
 
 def _generate(
@@ -178,10 +214,13 @@ def _generate(
     digits: np.ndarray,
     labels: np.ndarray,
     rows: np.ndarray,
+    root: str | None,
 ) -> Iterator[tuple[str, np.ndarray, dict]]:
+    key = (seed, _DECK_STREAM[split])
     for i in range(start, num_videos):
         rng = np.random.default_rng([seed, _SPLIT_STREAM[split], i])
-        frames, info = moving_mnist_video(rng, digits, labels, length, num_digits)
+        picks = digit_deck(len(digits), key, i * num_digits, num_digits)
+        frames, info = moving_mnist_video(rng, digits, labels, length, picks)
         attrs = {
             "source": "moving_mnist",
             "split": split,
@@ -193,6 +232,7 @@ def _generate(
             "num_digits": num_digits,
             "seed": seed,
             "index": i,
+            "digit_source": digit_source(root),
         }
         yield f"mm-{split}-{i:06d}", frames, attrs
 
@@ -233,11 +273,13 @@ class MovingMNISTStream(torch.utils.data.IterableDataset):
     """Endless batches of fresh training sequences, generated on the fly as Srivastava et al.
     trained (no sequence is seen twice): uint8 (B, length, 64, 64, 1), like `ClipDataset`.
 
-    Sequence i of batch b is drawn from ``default_rng([seed, 2, b, i])`` (stream 2: never a
-    stored video's), so the sequence of batches is the same for any number of DataLoader
-    workers, a resumed run (`skip_batches`) continues it exactly, and `rows=(start, stop)` makes
-    only those sequences of every batch, the same as the full batch's rows: a data-parallel
-    rank makes its own slice, not the global batch. Digits are the training digits only.
+    Sequence i of batch b moves as ``default_rng([seed, 2, b, i])`` draws (stream 2: never a
+    stored video's) and shows digits ``(b * batch_size + i) * num_digits ..`` of the deck of
+    ``seed`` (``digit_deck``: shuffled passes over the digits, as the authors deal them), so the
+    sequence of batches is the same for any number of DataLoader workers, a resumed run
+    (`skip_batches`) continues it exactly, and `rows=(start, stop)` makes only those sequences
+    of every batch, the same as the full batch's rows: a data-parallel rank makes its own
+    slice, not the global batch. Digits are the training digits only.
     """
 
     def __init__(
@@ -265,10 +307,12 @@ class MovingMNISTStream(torch.utils.data.IterableDataset):
         if self._digits is None:
             self._digits = load_digits("train", self.root)
         digits, labels = self._digits
+        k, key = self.num_digits, (self.seed, _DECK_STREAM["stream"])
         videos = []
         for i in range(*self.rows):
             rng = np.random.default_rng([self.seed, 2, b, i])
-            videos.append(moving_mnist_video(rng, digits, labels, self.length, self.num_digits)[0])
+            picks = digit_deck(len(digits), key, (b * self.batch_size + i) * k, k)
+            videos.append(moving_mnist_video(rng, digits, labels, self.length, picks)[0])
         return np.stack(videos)
 
     def __iter__(self) -> Iterator[torch.Tensor]:

@@ -543,9 +543,9 @@ def _train(record: dict[str, Any], r: dict[str, Any], page: _Page) -> str:
 
 # Generator metrics shown side by side: (label, key in metrics.json, key inside it or None).
 GENERATOR_ROWS = (
-    ("ACD (mean colour)", "acd", None),
+    ("ACD (the object's colour; lower: steadier)", "acd", None),
     ("classifier accuracy", "accuracy", None),
-    ("ACD (classifier features)", "acd_features", None),
+    ("Inception Score (classifier posteriors)", "inception_score", None),
 )
 SHAPE_ROWS = (
     ("one compact object", "single_object"),

@@ -6,7 +6,9 @@ on `trainer.workers` Ray Train workers with DDP (gloo on CPU, NCCL on GPU).
 
 Data parallelism is exact: every rank iterates the same seeded sequence of *global* batches and
 trains on its own slice of each, and DDP averages the gradients, so W workers compute the
-gradient of the concatenated batch: the same run as one worker, up to float rounding.
+gradient of the concatenated batch: the same run as one worker, up to float rounding. A task
+that draws random inputs of its own (a GAN's codes) is told its rows (`TrainingTask.distribute`)
+and draws theirs.
 
 The family supplies its networks, optimisers and one step (`models.task.TrainingTask`); this
 module supplies device, precision, DDP, gradient clipping, checkpoints, resume and logging.
@@ -220,6 +222,7 @@ def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, 
 
     task = _build(dict(job["model"]))
     task.networks.to(device)
+    task.distribute(rank, world, t.seed)  # which rows of each global batch are this rank's
     start_step = 0
     ckpt = None
     if last.exists():

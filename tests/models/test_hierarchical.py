@@ -530,3 +530,119 @@ def test_training_through_the_generic_trainer_loop_gives_keypoints(tmp_path: Pat
     assert seen["frames"] == ((2, 8, 3, 16, 16), torch.float32)
     assert seen["keypoints"] == ((2, 8, 13, 2), torch.float32)
     assert to_unit(torch.tensor([0.0, 15.0]), 16).tolist() == [-1.0, 1.0]
+
+
+# ---------------------------------------------------------------------------------------------
+# The paper's settings as options (hierarchical_paper.yaml)
+
+
+def test_pose_lstm_fed_zeros_rolls_on_its_state_alone() -> None:
+    """pose_feedback="zeros" (the official code): after the observed poses the LSTM reads a
+    zero input; each step adds its readout's change to the last prediction."""
+    torch.manual_seed(0)
+    lstm = PoseLSTM(4, embed=16, hidden=32, layers=2, feedback="zeros")
+    torch.nn.init.normal_(lstm.readout.weight, std=0.1)  # not copy-last: a real rollout
+    poses = circling_poses(3, 6)
+    with torch.no_grad():
+        pred = lstm(poses, 5)
+        out, state = lstm.observe(poses)
+        u = poses[:, -1] + lstm.delta(out[:, -1])
+        want = [u]
+        for _ in range(4):
+            step, state = lstm.lstm(torch.zeros(3, 1, 16), state)
+            u = u + lstm.delta(step[:, 0])
+            want.append(u)
+    assert torch.allclose(pred, torch.stack(want, 1), atol=1e-5)
+    own = PoseLSTM(4, embed=16, hidden=32, layers=2)
+    own.load_state_dict(lstm.state_dict())
+    with torch.no_grad():
+        assert not torch.allclose(own(poses, 5), pred, atol=1e-4)  # the feedback differs
+        assert torch.allclose(own(poses, 1), lstm(poses, 1))  # the first step does not
+
+
+def test_zero_feedback_trains_and_streams_like_predict() -> None:
+    torch.manual_seed(0)
+    lstm = PoseLSTM(4, embed=16, hidden=32, layers=1, feedback="zeros")
+    poses = circling_poses(16, 14)
+    opt = torch.optim.Adam(lstm.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(60):
+        loss = masked_l2(lstm(poses[:, :6], 8), poses[:, 6:])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.3 * losses[0]
+    task = build_task("hierarchical", frame_size=16, context=4, horizon=6, pose_feedback="zeros",
+                      **TINY)  # fmt: skip
+    model = task.inference_model().eval()
+    frames = torch.rand(2, 4, 3, 16, 16)
+    stream = model.stream(2)
+    for t in range(4):
+        stream.step(frames[:, t])
+    assert torch.allclose(stream.predict(7), model.predict(frames, 7), atol=1e-5)
+
+
+def test_bottleneck_analogy_is_an_encoder_decoder_without_skips() -> None:
+    """analogy_scales="bottleneck" (the official code): the pose difference at the 1/8 scale
+    only, decoded without skip connections; equal poses still cancel exactly."""
+    torch.manual_seed(0)
+    task = build_task("hierarchical", frame_size=16, analogy_scales="bottleneck", **TINY)
+    gen = task.networks["generator"]
+    widths = gen.f_img.widths
+    for i, up in enumerate(gen.dec.ups):  # no skip channels at any scale
+        assert up[0][0].in_channels == widths[i + 1]
+    frame = torch.rand(2, 3, 16, 16)
+    a, b = (gaussian_maps(torch.rand(2, 13, 2) * 15, 16, 1.5, PENN_LIMBS) for _ in range(2))
+    with torch.no_grad():
+        assert torch.allclose(gen(frame, a, a), gen(frame, b, b), atol=1e-6)
+        img, from_, to = gen.f_img(frame), gen.f_pose(a), gen.f_pose(b)
+        want = gen.dec([None, None, None, img[3] + to[3] - from_[3]])  # h^3 alone
+        assert torch.allclose(gen(frame, a, b), want, atol=1e-6)
+        assert torch.allclose(
+            gen.dec([torch.rand_like(f) for f in img[:3]] + [img[3]]),
+            gen.dec([None, None, None, img[3]]),
+        )  # finer scales unread
+    skips = build_task("hierarchical", frame_size=16, **TINY).networks["generator"]
+    assert skips.dec.ups[0][0][0].in_channels == widths[1] + widths[0]  # the default: U-Net
+
+
+@pytest.mark.parametrize("to_detector", [True, False])
+def test_adversarial_gradient_reaches_learned_keypoints_only_when_asked(to_detector) -> None:
+    torch.manual_seed(0)
+    task = build_task("hierarchical", frame_size=16, channels=1, context=2, horizon=4,
+                      structure="learned", num_keypoints=2, stage="analogy",
+                      adversarial_to_detector=to_detector, **TINY)  # fmt: skip
+    terms = task.analogy_losses(torch.rand(4, 6, 1, 16, 16), None)
+    terms["adversarial"].backward()
+    detector = [p.grad for p in task.networks["detector"].parameters()]
+    generator = [p.grad for p in task.networks["generator"].parameters()]
+    assert any(g is not None and g.abs().sum() > 0 for g in generator)  # G still learns from D
+    reached = any(g is not None and g.abs().sum() > 0 for g in detector)
+    assert reached is to_detector
+    task.networks.zero_grad()
+    task.analogy_losses(torch.rand(4, 6, 1, 16, 16), None)["l2"].backward()
+    assert any(p.grad is not None for p in task.networks["detector"].parameters())  # L2 does
+
+
+def test_paper_config_states_the_papers_values() -> None:
+    from pipeline.core.config import compose, to_plain
+
+    paper = to_plain(compose("train", ["model=hierarchical_paper"]).model)
+    default = to_plain(compose("train", ["model=hierarchical"]).model)
+    assert paper["adversarial_weight"] == 1.0 and default["adversarial_weight"] == 0.01
+    assert paper["pose_feedback"] == default["pose_feedback"] == "zeros"  # measured: yaml
+    old_checkpoint = {k: v for k, v in default.items() if k != "pose_feedback"}
+    assert build_task(**old_checkpoint).cfg.pose_feedback == "own"  # as it was trained
+    assert paper["heatmap_sigma"] == pytest.approx(2.5 * default["heatmap_sigma"])
+    assert (paper["analogy_scales"], default["analogy_scales"]) == ("bottleneck", "all")
+    assert paper["adversarial_to_detector"] is False and default["adversarial_to_detector"]
+    task = build_task(**{**paper, "frame_size": 16, **TINY})
+    frames, kp = torch.rand(2, 42, 3, 16, 16), torch.rand(2, 42, 13, 2) * 15
+    logs = task.training_step({"frames": frames, "keypoints": kp}, 0,
+                              trainer_update(task.make_optimizers()))  # fmt: skip
+    assert np.isfinite(logs["loss"]) and {"pose", "l2", "adversarial"} <= set(logs)
+    with pytest.raises(ValueError, match="model.pose_feedback"):
+        build_task("hierarchical", pose_feedback="truth")
+    with pytest.raises(ValueError, match="model.analogy_scales"):
+        build_task("hierarchical", analogy_scales="middle")

@@ -384,3 +384,197 @@ def test_mse_outputs_are_clamped_frames():
     # the raw forward output is the regressed value, unclamped
     assert model(torch.rand(1, CONTEXT, 1, SIZE, SIZE))["prediction"].max() > 1.0
     assert F.mse_loss(model.to_frame(torch.tensor([2.0])), torch.tensor([1.0])) == 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# The paper's options: one conditional decoder, peepholes, the official update, summed loss
+
+
+@pytest.mark.parametrize(
+    ("conditional", "reconstruct", "predict"),
+    [(False, False, False), (True, True, True), ("predict", False, True),
+     ("reconstruct", True, False)],
+)  # fmt: skip
+def test_conditional_picks_each_decoder(conditional, reconstruct, predict):
+    model = tiny_model(conditional=conditional)
+    assert model.reconstructor.conditional is reconstruct
+    assert model.predictor.conditional is predict
+    pixels = SIZE * SIZE
+    # a conditional decoder reads a frame, an unconditional one a single zero
+    assert model.reconstructor.lstm.input_size == (pixels if reconstruct else 1)
+    assert model.predictor.lstm.input_size == (pixels if predict else 1)
+
+
+def test_one_conditional_decoder_predicts_as_the_old_flags_did():
+    """conditional="predict" has the future predictor of the old conditional=True and
+    "reconstruct" the one of conditional=False: their weights give the same predictions."""
+    observed = moving_squares(2, CONTEXT)
+    for old, new in ((True, "predict"), (False, "reconstruct")):
+        before, after = tiny_model(conditional=old), tiny_model(seed=1, conditional=new)
+        shared = {k: v for k, v in before.state_dict().items() if not k.startswith("reconstructor")}
+        after.load_state_dict(shared, strict=False)
+        assert torch.equal(after.predict(observed, HORIZON), before.predict(observed, HORIZON))
+
+
+def test_a_checkpoint_config_without_the_new_keys_builds_the_same_model():
+    """Old checkpoints store conditional: true/false and none of the paper's keys: they build
+    the model they were trained as and predict the same."""
+    new_keys = {"peephole", "optimizer", "momentum", "step_clip", "reduction", "init_range"}
+    for conditional in (False, True):
+        task = build_task("lstm_autoencoder", **TINY, conditional=conditional)
+        old = {k: v for k, v in task.config().items() if k not in new_keys}
+        again = build_task(**old)
+        assert again.config() == task.config()
+        again.networks.load_state_dict(task.networks.state_dict())  # same parameters
+        observed = moving_squares(2, CONTEXT)
+        want = task.inference_model().predict(observed, HORIZON)
+        assert torch.equal(again.inference_model().predict(observed, HORIZON), want)
+
+
+def test_bad_conditional_and_peephole_options_are_named():
+    with pytest.raises(ValueError, match="model.conditional='both'"):
+        tiny_config(conditional="both")
+    with pytest.raises(ValueError, match="model.peephole.*cell=fc"):
+        tiny_config(peephole=True, cell="conv")
+    with pytest.raises(ValueError, match="model.optimizer='rmsprop'"):
+        tiny_config(optimizer="rmsprop")
+    with pytest.raises(ValueError, match="model.reduction"):
+        tiny_config(reduction="max")
+
+
+def test_peephole_lstm_without_peepholes_is_nn_lstm():
+    """With its peephole weights at zero, PeepholeLSTM computes nn.LSTM exactly: the same
+    gates in the same order; the peepholes then change the result."""
+    from models.lstm_autoencoder import PeepholeLSTM
+
+    torch.manual_seed(0)
+    ref = nn.LSTM(5, 7, 2, batch_first=True)
+    ours = PeepholeLSTM(5, 7, 2)
+    with torch.no_grad():
+        for layer in range(2):
+            ours.weight_ih[layer].copy_(getattr(ref, f"weight_ih_l{layer}"))
+            ours.weight_hh[layer].copy_(getattr(ref, f"weight_hh_l{layer}"))
+            bias = getattr(ref, f"bias_ih_l{layer}") + getattr(ref, f"bias_hh_l{layer}")
+            ours.bias[layer].copy_(bias)
+            ours.peephole[layer].zero_()
+    x = torch.randn(3, 6, 5)
+    state = (torch.randn(2, 3, 7), torch.randn(2, 3, 7))
+    out, (h, c) = ours(x, state)
+    want, (h_ref, c_ref) = ref(x, state)
+    assert torch.allclose(out, want, atol=1e-6)
+    assert torch.allclose(h, h_ref, atol=1e-6) and torch.allclose(c, c_ref, atol=1e-6)
+    with torch.no_grad():
+        ours.peephole[0].fill_(0.5)
+    assert not torch.allclose(ours(x, state)[0], want, atol=1e-3)
+
+
+def test_peephole_model_trains_and_streams():
+    task = build_task("lstm_autoencoder", **TINY, peephole=True, layers=2, lr=3e-3)
+    model = task.networks["model"]
+    assert type(model.encoder).__name__ == "PeepholeLSTM"
+    assert type(model.predictor.lstm).__name__ == "PeepholeLSTM"
+    losses = train(task, moving_squares(4, CONTEXT + HORIZON), steps=25)
+    assert losses[-1] < 0.7 * losses[0], losses
+    assert all(p.grad is not None for n, p in model.named_parameters() if "peephole" in n)
+    observed = moving_squares(2, CONTEXT)
+    stream = model.stream(batch_size=2)
+    for t in range(CONTEXT):
+        stream.step(observed[:, t])
+    assert torch.allclose(stream.predict(HORIZON), model.predict(observed, HORIZON), atol=1e-5)
+
+
+def test_clipped_momentum_sgd_is_the_official_update():
+    """v <- mu v - lr (g + decay w), clipped per element; w <- w + v."""
+    from models.lstm_autoencoder import ClippedMomentumSGD
+
+    w = nn.Parameter(torch.tensor([1.0, -2.0, 0.5]))
+    opt = ClippedMomentumSGD([w], lr=0.1, momentum=0.5, weight_decay=0.1, step_clip=0.2)
+    w.grad = torch.tensor([1.0, -0.5, 0.0])
+    opt.step()
+    v1 = -0.1 * (torch.tensor([1.0, -0.5, 0.0]) + 0.1 * torch.tensor([1.0, -2.0, 0.5]))
+    v1 = v1.clamp(-0.2, 0.2)
+    assert torch.allclose(w.detach(), torch.tensor([1.0, -2.0, 0.5]) + v1)
+    w0 = w.detach().clone()
+    w.grad = torch.tensor([10.0, 0.0, 0.0])  # a huge gradient still moves w by 0.2 at most
+    opt.step()
+    v2 = (0.5 * v1 - 0.1 * (w.grad + 0.1 * w0)).clamp(-0.2, 0.2)
+    assert torch.allclose(w.detach(), w0 + v2)
+    assert v2[0] == -0.2
+
+
+def test_sgd_leaves_the_biases_undecayed():
+    task = build_task("lstm_autoencoder", **TINY, optimizer="sgd", weight_decay=0.5)
+    decayed, plain = task.make_optimizers()["model"].param_groups
+    names = {id(p): n for n, p in task.networks["model"].named_parameters()}
+    assert decayed["weight_decay"] == 0.5 and plain["weight_decay"] == 0.0
+    assert all("bias" in names[id(p)] for p in plain["params"])
+    assert not any("bias" in names[id(p)] for p in decayed["params"])
+
+
+def test_sum_reduction_is_the_mean_times_the_values():
+    torch.manual_seed(0)
+    clips = moving_squares(3, CONTEXT + HORIZON)
+    observed, future = clips[:, :CONTEXT], clips[:, CONTEXT:]
+    mean_task = build_task("lstm_autoencoder", **TINY, reconstruct_weight=0.5)
+    sum_task = build_task("lstm_autoencoder", **TINY, reconstruct_weight=0.5, reduction="sum")
+    sum_task.networks.load_state_dict(mean_task.networks.state_dict())
+    outputs = mean_task.networks["model"](observed, future)
+    mean, summed = (
+        mean_task.losses(outputs, observed, future),
+        sum_task.losses(outputs, observed, future),
+    )
+    want = 0.5 * mean["reconstruction"] * observed.numel() + mean["prediction"] * future.numel()
+    assert torch.allclose(summed["loss"], want)
+    assert torch.equal(summed["prediction"], mean["prediction"])  # the logged per-pixel terms
+
+
+def test_init_range_is_the_official_uniform_initialisation():
+    model = tiny_model(init_range=0.01, peephole=True, conditional="predict")
+    for name, p in model.named_parameters():
+        if "peephole" in name:
+            assert p.abs().max() <= 0.1
+        elif "bias" in name:
+            assert torch.all(p == 0), name
+        else:
+            assert p.abs().max() <= 0.01 and p.abs().max() > 0.005, name
+
+
+def test_the_paper_config_trains_with_the_official_update():
+    """configs/model/lstm_autoencoder_paper.yaml at tiny sizes: momentum SGD on the summed loss,
+    steps clipped per element, two peephole layers, a conditional predictor only."""
+    from pipeline.core.config import compose, to_plain
+
+    options = to_plain(compose("train", ["model=lstm_autoencoder_paper"]).model)
+    assert (options["layers"], options["conditional"], options["optimizer"]) == (
+        2,
+        "predict",
+        "sgd",
+    )
+    torch.manual_seed(0)
+    task = build_task(**{**options, **TINY, "step_clip": 1e-3})
+    model = task.networks["model"]
+    assert model.predictor.conditional and not model.reconstructor.conditional
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimizers = task.make_optimizers()
+
+    def update(loss: torch.Tensor, name: str) -> None:  # no norm clipping: the paper's trainer
+        optimizers[name].zero_grad(set_to_none=True)
+        loss.backward()
+        optimizers[name].step()
+
+    clips = moving_squares(4, CONTEXT + HORIZON)
+    losses = [task.training_step(clips, step, update)["loss"] for step in range(30)]
+    # small, steady steps: every weight moves by at most step_clip per step
+    assert losses[-1] < 0.99 * losses[0], losses
+    assert sum(b < a for a, b in zip(losses, losses[1:])) >= 25, losses
+    moved = max((p.detach() - before[n]).abs().max().item() for n, p in model.named_parameters())
+    assert moved <= 30 * 1e-3 + 1e-6  # each step moves a weight by step_clip at most
+
+
+def test_config_yaml_documents_exactly_the_dataclass_defaults():
+    """configs/model/lstm_autoencoder.yaml has every option, at the dataclass default (the
+    family's other configs compose it and change only what they say)."""
+    from pipeline.core.config import compose, to_plain
+
+    composed = to_plain(compose("train", ["model=lstm_autoencoder"]).model)
+    assert composed == dataclasses.asdict(LSTMAutoencoderConfig())

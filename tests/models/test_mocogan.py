@@ -14,8 +14,10 @@ import yaml
 
 from models import build_task
 from models.mocogan import (
+    ClipVideoDiscriminator,
     Generator,
     ImageDiscriminator,
+    InstanceNoise,
     MoCoGANConfig,
     MoCoGANTask,
     VideoDiscriminator,
@@ -37,7 +39,9 @@ TINY = dict(
     gen_channels=8,
     disc_channels=8,
 )
-CONFIG_YAML = Path(__file__).resolve().parents[2] / "configs" / "model" / "mocogan.yaml"
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG_YAML = ROOT / "configs" / "model" / "mocogan.yaml"
+PAPER_YAML = ROOT / "configs" / "model" / "mocogan_paper.yaml"
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -239,6 +243,168 @@ def test_discriminator_inputs_are_sampled_as_in_the_paper():
     assert sample_clips(videos, 8) is videos
 
 
+def test_clip_discriminator_judges_whole_clips_with_the_official_layers():
+    """model.video_discriminator=clip: S = 64, T' = 16 gives the official layers (time 16 -> 13
+    -> 10 -> 7 -> 4 -> 1 without temporal padding), one logit per clip and K category logits
+    from the same last layer; shorter clips get shorter temporal kernels."""
+    torch.manual_seed(0)
+    d = ClipVideoDiscriminator(64, 16, 3, 4, num_categories=5)
+    times = []
+    d.head.register_forward_pre_hook(lambda m, args: times.append(args[0].shape[2:]))
+    logits, categories = d(torch.rand(2, 16, 3, 64, 64) * 2 - 1, noise=0.1)
+    assert logits.shape == (2, 1, 1, 1) and categories.shape == (2, 5)
+    assert tuple(times[0]) == (4, 4, 4)  # 4 frames of 4x4 left for the last layer
+    kernels = [m.kernel_size for m in d.modules() if isinstance(m, torch.nn.Conv3d)]
+    assert kernels == [(4, 4, 4)] * 5
+    assert d.head.out_channels == 1 + 5
+    short = ClipVideoDiscriminator(16, 3, 3, 4, num_categories=0, projection=False)
+    logits, categories = short(torch.rand(4, 3, 3, 16, 16))
+    assert logits.shape == (4, 1, 1, 1) and categories is None
+    with pytest.raises(ValueError, match="built for 3 frames"):
+        short(torch.rand(4, 5, 3, 16, 16))
+    # it trains in the task, conditional with projection and spectral norm too
+    for extra in ({}, {"projection": True, "spectral_norm": True}):
+        task = tiny_task(video_discriminator="clip", num_categories=len(MOTIONS), **extra)
+        assert isinstance(task.networks["video_disc"], ClipVideoDiscriminator)
+        update = make_update(task.make_optimizers(), None)
+        logs = [task.training_step(shapes_batch(), step, update) for step in range(2)]
+        assert all(np.isfinite(v) for log in logs for v in log.values())
+
+
+class CountingNoise(InstanceNoise):
+    def __init__(self, sigma: float) -> None:
+        super().__init__(sigma)
+        self.calls = 0
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return super().__call__(x)
+
+
+@pytest.mark.parametrize("layers", ["input", "all"])
+def test_instance_noise_on_the_input_or_before_every_convolution(layers):
+    """noise_layers=all as the official discriminators: D_I noises the input of every
+    convolution, the last included; D_V of every one but the last (S = 32: D_I 3 convs, the
+    patch D_V 3 and the clip D_V 4)."""
+    torch.manual_seed(0)
+    frames, clips = torch.rand(2, 3, 32, 32), torch.rand(2, 4, 3, 32, 32)
+    nets = [
+        (ImageDiscriminator(32, 3, 4, noise_layers=layers), frames, 3),
+        (VideoDiscriminator(32, 3, 4, 0, noise_layers=layers), clips, 2),
+        (ClipVideoDiscriminator(32, 4, 3, 4, 0, noise_layers=layers), clips, 3),
+    ]
+    for net, x, noised in nets:
+        noise = CountingNoise(0.1)
+        net(x, noise)
+        assert noise.calls == (noised if layers == "all" else 1), type(net).__name__
+        quiet = CountingNoise(0.0)
+        torch.testing.assert_close(net.eval()(x, quiet), net(x, 0.0))  # σ = 0: no noise
+
+
+def test_each_rank_draws_the_videos_it_holds_of_the_global_batch():
+    """Rank 1 of 2, holding rows 4..7 of a global batch of 8, draws what one process draws
+    for those rows: codes, D_I's frames, D_V's clips, instance noise. Other steps, other
+    draws."""
+    one, two = tiny_task(num_categories=6), tiny_task(num_categories=6)
+    two.distribute(1, 2, seed=0)
+    cpu = torch.device("cpu")
+    gen = one.networks["generator"]
+    rngs_a, noise_a = one.step_generators(5, 8, cpu)
+    rngs_b, noise_b = two.step_generators(5, 4, cpu)
+    codes_a, codes_b = gen.draw_codes_of(rngs_a, 6, cpu), gen.draw_codes_of(rngs_b, 6, cpu)
+    for key in ("content", "motion_noise", "category"):
+        assert torch.equal(codes_a[key][4:], codes_b[key]), key
+    videos = torch.rand(8, 6, 3, 4, 4)
+    frames_a = sample_frames(videos, 16, rngs_a)  # two frames per video
+    frames_b = sample_frames(videos[4:], 8, rngs_b)
+    assert torch.equal(frames_a[[4, 5, 6, 7, 12, 13, 14, 15]], frames_b)
+    assert torch.equal(sample_clips(videos, 3, rngs_a)[4:], sample_clips(videos[4:], 3, rngs_b))
+    x = torch.zeros(16, 2, 3)
+    eps_a = InstanceNoise(0.5, noise_a, frame_owners(16, 8).tolist())(x)
+    eps_b = InstanceNoise(0.5, noise_b, frame_owners(8, 4).tolist())(x[:8])
+    assert torch.equal(eps_a[[4, 5, 6, 7, 12, 13, 14, 15]], eps_b)
+    assert eps_a.std() == pytest.approx(0.5, rel=0.2)
+    # another step, or rank 0's rows: other codes
+    other = gen.draw_codes_of(one.step_generators(6, 8, cpu)[0], 6, cpu)
+    assert not torch.allclose(other["content"], codes_a["content"])
+    assert not torch.allclose(codes_a["content"][:4], codes_b["content"])
+    # D_I's frames: image_batch / W per rank, a multiple of the global batch
+    assert tiny_task().image_count(4) == 4
+    assert tiny_task(image_batch=24).image_count(4) == 24
+    wide = tiny_task(image_batch=16)
+    wide.distribute(0, 2, seed=0)
+    assert wide.image_count(4) == 8
+    bad = tiny_task(image_batch=12)
+    bad.distribute(0, 2, seed=0)
+    with pytest.raises(ValueError, match="multiple of the global batch"):
+        bad.image_count(4)
+
+
+GLOBAL_BN_WORKER = """
+import sys, torch
+from models.mocogan import global_batch_norm
+rank, store, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+torch.distributed.init_process_group(
+    "gloo", init_method=f"file://{store}", rank=rank, world_size=2
+)
+torch.manual_seed(0)
+x, w = torch.randn(8, 3, 5, 5), torch.randn(8, 3, 5, 5)
+net = global_batch_norm(torch.nn.Sequential(torch.nn.BatchNorm2d(3)))
+with torch.no_grad():
+    net[0].weight.uniform_(0.5, 1.5)
+    net[0].bias.normal_()
+rows = slice(4 * rank, 4 * rank + 4)
+mine = x[rows].clone().requires_grad_()
+y = net(mine)
+((y * w[rows]).sum() / 4).backward()  # this rank's mean loss, as under DDP
+bn = net[0]
+torch.save({"y": y.detach(), "x_grad": mine.grad, "w_grad": bn.weight.grad,
+            "b_grad": bn.bias.grad, "mean": bn.running_mean, "var": bn.running_var}, out)
+torch.distributed.destroy_process_group()
+"""
+
+
+def test_global_batch_norm_is_batch_norm_of_the_global_batch(tmp_path):
+    """Two gloo processes with half a batch each: outputs, running statistics and gradients
+    (input gradients summed over the ranks' losses, parameter gradients averaged as DDP
+    averages them) equal one BatchNorm2d on the whole batch with the mean loss."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "worker.py"
+    script.write_text(GLOBAL_BN_WORKER)
+    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    outs = [tmp_path / f"rank{r}.pt" for r in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(r), str(tmp_path / "store"), str(o)],
+            env=env,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        for r, o in enumerate(outs)
+    ]
+    for proc in procs:
+        assert proc.wait(120) == 0, proc.stderr.read().decode()[-2000:]
+    got = [torch.load(o, weights_only=True) for o in outs]
+    torch.manual_seed(0)
+    x, w = torch.randn(8, 3, 5, 5), torch.randn(8, 3, 5, 5)
+    bn = torch.nn.BatchNorm2d(3)
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.normal_()
+    x.requires_grad_()
+    y = bn(x)
+    ((y * w).sum() / 8).backward()  # the global batch's mean loss
+    torch.testing.assert_close(torch.cat([g["y"] for g in got]), y.detach())
+    # rank r's input gradient is d(L_0 + L_1)/dx_r = W dL/dx_r
+    torch.testing.assert_close(torch.cat([g["x_grad"] for g in got]) / 2, x.grad)
+    for key, ref in (("w_grad", bn.weight.grad), ("b_grad", bn.bias.grad)):
+        torch.testing.assert_close((got[0][key] + got[1][key]) / 2, ref)
+    for g in got:
+        torch.testing.assert_close(g["mean"], bn.running_mean)
+        torch.testing.assert_close(g["var"], bn.running_var)
+
+
 # ---------------------------------------------------------------------------------------------
 # Training
 
@@ -380,14 +546,46 @@ def test_ema_generator_averages_the_weights_and_is_the_one_that_samples():
         for a, p in zip(average.parameters(), online.parameters())
     ]
     assert 0 < max(gaps) < 0.1
-    for b_avg, b in zip(average.buffers(), online.buffers()):
-        assert torch.equal(b_avg, b)  # BatchNorm statistics are G's
+    # BatchNorm statistics are the average's own, not copies of G's
+    assert not all(torch.equal(a, b) for a, b in zip(average.buffers(), online.buffers()))
     assert task.inference_model() is average
     plain = tiny_task()
     assert "generator_ema" not in plain.networks
     assert plain.inference_model() is plain.networks["generator"]
     with pytest.raises(ValueError, match="model.ema"):
         MoCoGANConfig(ema=1.0)
+
+
+def batch_norms(net: torch.nn.Module) -> list[torch.nn.modules.batchnorm._BatchNorm]:
+    return [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
+def test_ema_batchnorm_statistics_are_those_of_the_averaged_weights():
+    """update_average(step, codes): the averaged generator renders the step's codes in training
+    mode, so its running statistics follow its own activations (G's differ: other weights)."""
+    task = tiny_task(ema=0.5)
+    online, average = task.networks["generator"], task.networks["generator_ema"]
+    with torch.no_grad():
+        for p in online.parameters():
+            p.add_(0.3 * torch.randn_like(p))  # G has moved away from its average
+    codes = online.draw_codes(8, LENGTH)
+    first = {}
+    for name, net in (("average", average), ("online", online)):
+        norm = batch_norms(net)[0]
+        norm.momentum = 1.0  # running statistics := this batch's
+        norm.register_forward_pre_hook(lambda m, args, name=name: first.setdefault(name, args[0]))
+    task.update_average(10**6, codes)  # beta = 0.5: halfway between the two
+    x = first["average"]  # (n·T, c, 4, 4): the average's first activations on the codes
+    norm = batch_norms(average)[0]
+    torch.testing.assert_close(norm.running_mean, x.mean(dim=(0, 2, 3)))
+    torch.testing.assert_close(norm.running_var, x.var(dim=(0, 2, 3)))  # unbiased, as BatchNorm
+    with torch.no_grad():
+        online(codes["content"], codes["motion_noise"])
+    assert not torch.allclose(norm.running_mean, batch_norms(online)[0].running_mean, atol=1e-3)
+    # without codes the weights move and the statistics stay
+    before = [b.clone() for b in average.buffers()]
+    task.update_average(10**6)
+    assert all(torch.equal(a, b) for a, b in zip(before, average.buffers()))
 
 
 def test_labels_are_required_only_for_labelled_category_training():
@@ -438,6 +636,9 @@ def test_task_contract():
     assert set(optimizers) == {"generator", "image_disc", "video_disc"}
     for opt in optimizers.values():
         assert opt.defaults["lr"] == 2e-4 and opt.defaults["betas"] == (0.5, 0.999)
+        assert opt.defaults["weight_decay"] == 0.0
+    decayed = build_task("mocogan", **TINY, weight_decay=1e-5).make_optimizers()
+    assert all(opt.defaults["weight_decay"] == 1e-5 for opt in decayed.values())
     assert isinstance(task.inference_model(), Generator)
     config = task.config()
     assert config == dataclasses.asdict(MoCoGANConfig(**TINY))
@@ -454,6 +655,42 @@ def test_config_yaml_documents_exactly_the_dataclass_defaults():
             assert "#" in line, f"undocumented key: {line}"
 
 
+def test_paper_config_states_the_official_settings_each_with_its_source():
+    """model=mocogan_paper: mocogan.yaml with the official code's values, every key sourced."""
+    text = PAPER_YAML.read_text()
+    paper = yaml.safe_load(text)
+    assert paper.pop("defaults") == ["mocogan", "_self_"]
+    for line in text.splitlines():
+        if line and not line.startswith(("#", "defaults", "  - ")):
+            assert "# " in line and (".py" in line), f"no source: {line}"
+    cfg = MoCoGANConfig(**{**yaml.safe_load(CONFIG_YAML.read_text()), **paper})
+    assert cfg.video_discriminator == "clip" and cfg.weight_decay == 1e-5
+    assert cfg.noise_layers == "all" and cfg.noise_anneal_steps == 0
+    task = MoCoGANTask(**{**dataclasses.asdict(cfg), **TINY})
+    assert isinstance(task.networks["video_disc"], ClipVideoDiscriminator)
+
+
+def test_checkpoints_from_before_the_official_options_still_load(tmp_path):
+    """A checkpoint whose config predates video_discriminator, weight_decay and noise_layers
+    rebuilds the networks it was saved from (the defaults are the old behaviour), strictly."""
+    from pipeline.runtime import checkpoint
+
+    task = tiny_task(num_categories=6, ema=0.9)
+    path = tmp_path / "old.pt"
+    checkpoint.save(path, task, task.make_optimizers(), 3, {"trainer": {}}, {"categories": []})
+    ckpt = checkpoint.load(path)
+    for key in ("video_discriminator", "weight_decay", "noise_layers"):
+        del ckpt["model_config"][key]
+    restored = checkpoint.restore_task(ckpt)  # load_state_dict is strict
+    assert isinstance(restored.networks["video_disc"], VideoDiscriminator)
+    for name, net in task.networks.items():
+        for key, value in net.state_dict().items():
+            assert torch.equal(value, restored.networks[name].state_dict()[key]), key
+    optimizers = restored.make_optimizers()  # a resumed run loads the old optimiser state
+    for name, state in ckpt["optimizers"].items():
+        optimizers[name].load_state_dict(state)
+
+
 def test_unknown_and_invalid_options():
     with pytest.raises(TypeError, match="dim_contnet"):
         MoCoGANTask(dim_contnet=5)
@@ -463,6 +700,9 @@ def test_unknown_and_invalid_options():
         dict(num_categories=1),
         dict(infogan=1.0),
         dict(num_categories=3, category_weight=0.0),
+        dict(video_discriminator="global"),
+        dict(noise_layers="some"),
+        dict(weight_decay=-1.0),
     ):
         with pytest.raises(ValueError):
             MoCoGANConfig(**bad)

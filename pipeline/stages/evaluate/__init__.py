@@ -39,7 +39,7 @@ from pipeline.io.loader import ClipDataset
 from pipeline.io.previews import flow_to_rgb, rgb, write_atomic, write_png
 from pipeline.io.video import write_video
 from pipeline.runtime.inference import LoadedModel, load_model
-from pipeline.stages.evaluate.common import EvaluateConfig, default_out
+from pipeline.stages.evaluate.common import EvaluateConfig, check_digit_leak, default_out
 from pipeline.stages.evaluate.generator import run_generator
 
 METRICS = ("mse", "mae", "psnr", "ssim", "bce")
@@ -133,6 +133,7 @@ def run(cfg: DictConfig) -> dict:
         sequences = _npy_sequences(source, length, ev.batch_size)
     else:
         source = str(required(cfg, "store"))
+        check_digit_leak(loaded.config, source, ev.split, ckpt_path)  # test digits never trained
         sequences = _store_sequences(source, length, ev, loaded.test_fraction, keypoints=structure)
 
     out = Path(ev.out) if ev.out else default_out(ckpt_path)

@@ -8,8 +8,16 @@ generate` makes it; conditional generators: categories balanced, i mod K) and as
 clips of the same length are cut from the store's `evaluate.split`. Frames of both are uint8
 (what users get) before they are measured. In `metrics.json`:
 
-- `acd`: average content distance (Tulyakov et al. 2018): per video, the mean distance between
-  the mean colours (in [0, 1] units) of every pair of its frames; for generated and real videos;
+- `acd`: average content distance as Tulyakov et al. 2018 define it for shape motion: per video,
+  the mean L2 distance between the mean colours (RGB in [0, 1]) *of the object* in every pair
+  of its frames, averaged over the videos; generated and real. The object's pixels: on a
+  shapes store the one object `shape_fill` finds, less its anti-aliased rim
+  (`models.metrics.object_masks`, `interior`); on a stick-figure store the figure's pixels
+  (`figure_masks`: far from both the sky and the floor colour). A frame without an object is
+  left out, and so is a video with fewer than 2 such frames (`videos` counts the rest).
+  Other stores (natural video): null, with a note (no object masks; the paper used a face
+  identity network there). (The mean colour of whole frames, which this key held before, is
+  not ACD: a shape covers 2-10 % of a frame, so its colour drift was diluted 10-50x.)
 - `shape_fill` (stores of shape motion, attribute source "shapes"; null otherwise, noted):
   whether the generated videos show recognisable circles and squares. Per frame, the fill ratio
   of the one object, |object| / |its bounding box| (~pi/4 circles, ~1 squares; the formula is
@@ -29,8 +37,13 @@ clips of the same length are cut from the store's `evaluate.split`. Frames of bo
 - with `evaluate.classifier` (a classifier checkpoint, `framecast train` of a classifier family
   on the real data): `accuracy` of its predictions on the generated videos against the category
   each was generated for (conditional generators; per class too) beside its accuracy on the real
-  clips, `frechet_distance` between generated and real clips in its feature space, and
-  `acd_features` (ACD of its per-frame features);
+  clips; `inception_score`, exp(E_x KL(p(y|x) || p(y))) of its posteriors (Salimans et al.
+  2016; MoCoGAN's headline metric), for generated and real videos, on `splits` equal parts
+  (10, fewer below 20 videos a part) with the standard deviation over them (1 <= IS <= K
+  `classes`: high when every video is confidently one class and the classes are used evenly);
+  and `frechet_distance` between generated and real clips in its feature space. (ACD of its
+  per-frame features is not reported: a classifier trained on motion categories encodes
+  motion, not content.)
 - with `evaluate.i3d` (an I3D the user supplies: TorchScript, or a torch.export .pt2 file):
   `fvd`, the Fréchet distance of I3D features (frames resized to `evaluate.i3d_size`, scaled
   to [-1, 1], fed as (B, 3, T, H, W)); without it `fvd` is null and `notes` says why.
@@ -49,12 +62,19 @@ from omegaconf import DictConfig
 
 from models import families_of
 from models.metrics import (
+    IS_SPLITS,
     READ_CIRCLE,
     READ_SQUARE,
     average_content_distance,
+    described_videos,
     feature_statistics,
+    figure_masks,
     fill_bands,
     frechet_distance,
+    inception_score,
+    interior,
+    object_colours,
+    object_masks,
     read_shapes,
     shape_fill,
     shape_recognisability,
@@ -144,13 +164,12 @@ def _real(
 def classifier_outputs(
     model: Classifier, videos: np.ndarray, batch: int, device: torch.device
 ) -> dict[str, torch.Tensor]:
-    """Logits (N, K), features (N, D) and frame_features (N, T, D) of uint8 videos."""
-    parts: dict[str, list[torch.Tensor]] = {"logits": [], "features": [], "frame_features": []}
+    """Logits (N, K) and features (N, D) of uint8 videos."""
+    parts: dict[str, list[torch.Tensor]] = {"logits": [], "features": []}
     for start in range(0, len(videos), batch):
         x = to_model(videos[start : start + batch], device)
-        # three protocol calls, each through the trunk: a family's layers (its head) are its own
+        # two protocol calls, each through the trunk: a family's layers (its head) are its own
         # business, and the classifier is small beside the generator
-        parts["frame_features"].append(model.frame_features(x).float().cpu())
         parts["features"].append(model.features(x).float().cpu())
         parts["logits"].append(model(x).float().cpu())
     return {k: torch.cat(v) for k, v in parts.items()}
@@ -263,14 +282,61 @@ def shape_fill_metrics(
     return result
 
 
+# ACD's object pixels by the store's "source": (what they are, frames (N, T, C, H, W) -> masks).
+ACD_PIXELS = {
+    "shapes": ("shape interior", lambda x: interior(object_masks(x))),
+    "stick_figures": ("figure", figure_masks),
+}
+IS_MIN_PART = 20  # videos per part of the Inception Score at least (else fewer parts)
+
+
+def _finite(value: float) -> float | None:
+    return value if np.isfinite(value) else None
+
+
+def acd_metrics(fake: np.ndarray, real: np.ndarray, source: str | None) -> dict[str, Any] | None:
+    """`acd` of metrics.json for uint8 videos (N, T, H, W, C) of a store whose videos come
+    from `source`: the ACD of the object's mean colour, generated and real, their ratio, the
+    pixels used and how many videos had an object in >= 2 frames; None without object masks
+    for that source."""
+    if source not in ACD_PIXELS:
+        return None
+    pixels, masks = ACD_PIXELS[source]
+    values: dict[str, float | None] = {}
+    videos: dict[str, int] = {}
+    for name, v in (("generated", fake), ("real", real)):
+        x = to_model(v)
+        colours = object_colours(x, masks(x))  # (N, T, C), NaN where no object
+        values[name] = _finite(average_content_distance(colours))
+        videos[name] = described_videos(colours)
+    g, r = values["generated"], values["real"]
+    ratio = g / r if g is not None and r else None
+    return {"generated": g, "real": r, "ratio": ratio, "pixels": pixels, "videos": videos}
+
+
+def inception_metrics(fake_logits: torch.Tensor, real_logits: torch.Tensor) -> dict[str, Any]:
+    """`inception_score` of metrics.json from a classifier's logits of generated and real
+    videos: IS on the same number of parts for both, IS_SPLITS when every part holds at
+    least IS_MIN_PART videos of each set, fewer (down to 1) otherwise."""
+    n = min(len(fake_logits), len(real_logits))
+    splits = min(IS_SPLITS, max(1, n // IS_MIN_PART))
+    g, g_std = inception_score(fake_logits, splits)
+    r, r_std = inception_score(real_logits, splits)
+    return {
+        "generated": g,
+        "real": r,
+        "ratio": g / r,
+        "generated_std": g_std,
+        "real_std": r_std,
+        "splits": splits,
+        "classes": int(fake_logits.shape[1]),
+    }
+
+
 def _label_key(name: str, labels: dict[Any, str]) -> Any:
     """The key of `labels` (store label values, e.g. ints) whose text is `name` (checkpoints
     keep category names as text), or None."""
     return next((k for k in labels if str(k) == name), None)
-
-
-def _pair(generated: float, real: float) -> dict[str, float | None]:
-    return {"generated": generated, "real": real, "ratio": generated / real if real else None}
 
 
 def run_generator(cfg: DictConfig, loaded: LoadedModel, ev: EvaluateConfig) -> dict[str, Any]:
@@ -306,7 +372,7 @@ def run_generator(cfg: DictConfig, loaded: LoadedModel, ev: EvaluateConfig) -> d
     else:
         families = ", ".join(families_of("classifier"))
         notes.append(
-            "accuracy, frechet_distance and acd_features skipped: no evaluate.classifier (a "
+            "accuracy, inception_score and frechet_distance skipped: no evaluate.classifier (a "
             f"classifier checkpoint trained on the real data: {families})"
         )
 
@@ -334,17 +400,21 @@ def run_generator(cfg: DictConfig, loaded: LoadedModel, ev: EvaluateConfig) -> d
         "seed": ev.seed,
         "classifier": ev.classifier,
         "i3d": ev.i3d,
-        "acd": _pair(
-            average_content_distance(to_model(fake)),
-            average_content_distance(to_model(real)),
-        ),
+        "acd": None,
         "shape_fill": None,
         "accuracy": None,
+        "inception_score": None,
         "frechet_distance": None,
-        "acd_features": None,
         "fvd": None,
     }
     source, label_shapes = _store_shapes(url)
+    result["acd"] = acd_metrics(fake, real, source)
+    if result["acd"] is None:
+        notes.append(
+            f"acd skipped: ACD compares the colour of the object between frames, and the "
+            f"store's videos (source {source}) have no object masks (framecast finds the "
+            f"object in {' and '.join(ACD_PIXELS)} videos)"
+        )
     if source == "shapes":
         requested = None
         if fake_cats is not None and label_shapes is not None and gen_names:
@@ -363,10 +433,7 @@ def run_generator(cfg: DictConfig, loaded: LoadedModel, ev: EvaluateConfig) -> d
         result["frechet_distance"] = frechet_distance(
             *feature_statistics(fo["features"]), *feature_statistics(ro["features"])
         )
-        result["acd_features"] = _pair(
-            average_content_distance(fo["frame_features"]),
-            average_content_distance(ro["frame_features"]),
-        )
+        result["inception_score"] = inception_metrics(fo["logits"], ro["logits"])
         result["accuracy"] = _accuracy(
             fo["logits"],
             fake_cats,
@@ -395,7 +462,9 @@ def run_generator(cfg: DictConfig, loaded: LoadedModel, ev: EvaluateConfig) -> d
     result["files"] = write_previews(list(fake[:shown]), out, 8.0, stem="samples")
     write_result(cfg, result, str(out / "metrics.json"))
 
-    rows: dict[str, Any] = {"acd (gen / real)": _fmt_pair(result["acd"])}
+    rows: dict[str, Any] = {}
+    if result["acd"] is not None:
+        rows[f"acd, {result['acd']['pixels']} colour (gen / real)"] = _fmt_pair(result["acd"])
     if result["shape_fill"] is not None:
         sf = result["shape_fill"]
         for key in ("recognisable", "read_shape", "videos_recognisable", "single_object"):
@@ -408,17 +477,20 @@ def run_generator(cfg: DictConfig, loaded: LoadedModel, ev: EvaluateConfig) -> d
                 )
     if result["accuracy"] is not None:
         rows["accuracy (gen / real)"] = _fmt_pair(result["accuracy"])
+    if result["inception_score"] is not None:
+        rows["inception score (gen / real)"] = _fmt_pair(result["inception_score"])
     if result["frechet_distance"] is not None:
         rows["frechet distance"] = f"{result['frechet_distance']:.4g}"
-        rows["acd features"] = _fmt_pair(result["acd_features"])
     rows["fvd"] = "-" if result["fvd"] is None else f"{result['fvd']:.4g}"
     summary(f"evaluate {loaded.family}: {len(fake)} generated vs {len(real)} real videos", rows)
     return result
 
 
 def _fmt_pair(pair: dict[str, Any]) -> str:
-    real = "-" if pair["real"] is None else f"{pair['real']:.4g}"
-    return f"{pair['generated']:.4g} / {real}"
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.4g}"
+
+    return f"{fmt(pair['generated'])} / {fmt(pair['real'])}"
 
 
 def _accuracy(
@@ -471,8 +543,10 @@ def _accuracy(
 
 __all__ = [
     "EvaluateConfig",
+    "acd_metrics",
     "classifier_outputs",
     "i3d_features",
+    "inception_metrics",
     "load_i3d",
     "run_generator",
     "shape_fill_metrics",

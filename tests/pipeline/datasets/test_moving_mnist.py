@@ -12,9 +12,11 @@ import pytest
 from pipeline.datasets.mnist import load_digits, split_indices
 from pipeline.datasets.moving_mnist import (
     bounce_trajectory,
+    digit_deck,
     generate,
     iter_npy_sequences,
     moving_mnist_video,
+    to_pixels,
 )
 
 
@@ -85,7 +87,7 @@ def test_bounce_in_a_corner_flips_both() -> None:
 def _render_alone(digit: np.ndarray, traj: np.ndarray, canvas: int = 64) -> np.ndarray:
     out = np.zeros((len(traj), canvas, canvas), np.uint8)
     for t, (y, x) in enumerate(traj):
-        r, c = round(y * (canvas - 28)), round(x * (canvas - 28))
+        r, c = int(y * (canvas - 28)), int(x * (canvas - 28))  # truncated, as the authors
         out[t, r : r + 28, c : c + 28] = digit
     return out
 
@@ -94,7 +96,8 @@ def test_frames_are_pixelwise_max_of_single_digits() -> None:
     digits, labels = load_digits("train")
     overlaps = 0
     for s in range(5):
-        frames, info = moving_mnist_video(np.random.default_rng(s), digits, labels, 20, 3)
+        picks = np.random.default_rng(100 + s).integers(len(digits), size=3)
+        frames, info = moving_mnist_video(np.random.default_rng(s), digits, labels, 20, picks)
         assert frames.shape == (20, 64, 64, 1) and frames.dtype == np.uint8
         assert info["digit_labels"] == [int(labels[i]) for i in info["digit_indices"]]
         alone = [
@@ -113,11 +116,11 @@ def test_frames_are_pixelwise_max_of_single_digits() -> None:
 
 def test_digit_at_far_corner_lands_at_pixel_36() -> None:
     digits, labels = load_digits("test")
-    frames, info = moving_mnist_video(np.random.default_rng(3), digits, labels, 50, 1)
+    frames, info = moving_mnist_video(np.random.default_rng(3), digits, labels, 50, [7])
     traj = np.asarray(info["trajectory"][0])
     t = int(np.flatnonzero((traj == 1.0).any(axis=1))[0])
     y, x = traj[t]
-    r, c = round(y * 36), round(x * 36)
+    r, c = int(y * 36), int(x * 36)
     assert 36 in (r, c)
     np.testing.assert_array_equal(
         frames[t, r : r + 28, c : c + 28, 0], digits[info["digit_indices"][0]]
@@ -249,3 +252,41 @@ def test_stream_is_fresh_deterministic_and_resumable() -> None:
     assert np.array_equal(np.concatenate(halves), full)
     with pytest.raises(ValueError, match="rows"):
         MovingMNISTStream(6, 4, rows=(2, 6))
+
+
+# ---------------------------------------------------------------- the authors' rules
+
+
+def test_positions_are_truncated_like_the_authors_generator() -> None:
+    """pixel = int(position * 36) (astype(np.int32) in the authors' code), not rounded."""
+    pos = np.array([[0.0, 1.0], [0.49, 0.51], [0.999, 0.0139], [0.5, 0.0277]])
+    np.testing.assert_array_equal(to_pixels(pos), [[0, 36], [17, 18], [35, 0], [18, 0]])
+    assert to_pixels(pos).dtype == np.int64
+
+
+def test_digits_are_dealt_in_shuffled_passes() -> None:
+    """As the authors deal digits: every pass over the set is a fresh random order (no digit
+    twice within a pass), and any stretch of the deal is the same however it is cut."""
+    deal = digit_deck(10, (0, 3), 0, 30)
+    for p in range(3):
+        assert sorted(deal[10 * p : 10 * (p + 1)].tolist()) == list(range(10))
+    assert not np.array_equal(deal[:10], deal[10:20])  # each pass reshuffled
+    np.testing.assert_array_equal(digit_deck(10, (0, 3), 7, 9), deal[7:16])  # across passes
+    assert not np.array_equal(digit_deck(10, (1, 3), 0, 10), deal[:10])  # another seed
+    with pytest.raises(ValueError, match="size"):
+        digit_deck(0, (0,), 0, 1)
+
+
+def test_generate_uses_every_training_digit_once_per_pass() -> None:
+    """2,000 two-digit videos are one pass over the 4,000 packaged training digits."""
+    rows = set(split_indices("train").tolist())
+    used = [i for _, _, a in generate(2000, 1, seed=3) for i in a["digit_indices"]]
+    assert len(used) == 4000 and set(used) == rows
+    again = [i for _, _, a in generate(2010, 1, seed=3, start=1990) for i in a["digit_indices"]]
+    assert again[:20] == used[-20:]  # a shard deals the same digits
+    assert set(again[20:]) <= rows  # the next pass
+
+
+def test_videos_record_their_digit_source() -> None:
+    ((_, _, attrs),) = list(generate(1, 2, seed=0))
+    assert attrs["digit_source"] == "mnist_5k"

@@ -179,3 +179,43 @@ def test_evaluate_takes_predictors_and_generators_only(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(gen_path) in err[0] and "mocogan" in err[0]
     assert "evaluate.baseline takes a predictor" in err[0]
+
+
+def test_evaluate_refuses_packaged_test_digits_after_training_on_full_mnist(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model trained with data.mnist_root (the full MNIST) may have seen the packaged
+    digits: evaluating it on a store of packaged-digit videos is refused, naming both; a store
+    of the same digits, or a model trained on the packaged digits, evaluates."""
+    from pipeline.datasets.moving_mnist import generate
+    from pipeline.io.store import FrameStore
+
+    url = str(tmp_path / "mm.zarr")
+    store = FrameStore.create(url)
+    for split in ("train", "test"):
+        for vid, frames, attrs in generate(1, CONTEXT + HORIZON, split=split, seed=0):
+            store.write_video(vid, frames, attrs)
+    store.consolidate()
+    lstm = build_task("lstm_autoencoder", frame_size=64, hidden=4, context=CONTEXT, horizon=HORIZON)
+
+    def ckpt(name: str, config: dict) -> Path:
+        path = tmp_path / f"{name}.pt"
+        checkpoint.save(path, lstm, lstm.make_optimizers(), 1, config)
+        return path
+
+    full = ckpt("full", {"data": {"name": "moving_mnist", "mnist_root": "/data/mnist"}})
+    capsys.readouterr()
+    assert main(["evaluate", f"checkpoint={full}", f"store={url}"]) == 2
+    err = capsys.readouterr().err
+    assert url in err and str(full) in err and "mnist_5k" in err and "/data/mnist" in err
+    # trained on a store whose training videos came from the full MNIST: refused too
+    full_store = str(tmp_path / "full.zarr")
+    s = FrameStore.create(full_store)
+    s.write_video("mm-train-000000", frames, {**attrs, "split": "train", "digit_source": "mnist"})
+    via_store = ckpt("via_store", {"data": {"name": "store"}, "store": full_store})
+    assert main(["evaluate", f"checkpoint={via_store}", f"store={url}"]) == 2
+    assert full_store in capsys.readouterr().err
+    # the packaged digits both times: no leak
+    packaged = ckpt("packaged", {"data": {"name": "moving_mnist", "mnist_root": None}})
+    out = tmp_path / "ev"
+    assert main(["evaluate", f"checkpoint={packaged}", f"store={url}", f"evaluate.out={out}"]) == 0

@@ -15,11 +15,22 @@ import pytest
 import torch
 
 from models import build_task
-from models.metrics import average_content_distance, feature_statistics, frechet_distance
+from models.metrics import (
+    average_content_distance,
+    described_videos,
+    feature_statistics,
+    figure_masks,
+    frechet_distance,
+    inception_score,
+    interior,
+    object_colours,
+    object_masks,
+)
 from models.mocogan import MoCoGANTask
 from models.video_classifier import VideoClassifier, VideoClassifierConfig, VideoClassifierTask
 from pipeline.cli import main
 from pipeline.datasets.shapes import generate as shapes
+from pipeline.datasets.stick_figures import generate as stick_figures
 from pipeline.io.store import FrameStore
 from pipeline.runtime import checkpoint
 from pipeline.runtime.inference import load_model
@@ -29,7 +40,9 @@ from pipeline.stages.evaluate.generator import (
     _accuracy,
     _generated,
     _store_shapes,
+    acd_metrics,
     i3d_features,
+    inception_metrics,
     load_i3d,
     shape_fill_metrics,
 )
@@ -114,25 +127,109 @@ def test_feature_statistics_and_sampled_gaussians():
 
 
 def test_average_content_distance_constructed():
-    constant = torch.full((2, 5, 3, 4, 4), 0.3)
+    constant = torch.full((2, 5, 3), 0.3)  # per-frame descriptors (B, T, D)
     assert average_content_distance(constant) == 0.0
-    # one gray video whose frames have mean 0, 0.5, 1: pair distances 0.5, 1, 0.5 -> mean 2/3
-    video = torch.stack([torch.full((1, 4, 4), v) for v in (0.0, 0.5, 1.0)])[None]
+    # one gray video whose frames have colour 0, 0.5, 1: pair distances 0.5, 1, 0.5 -> mean 2/3
+    video = torch.tensor([[[0.0], [0.5], [1.0]]])
     assert average_content_distance(video) == pytest.approx(2 / 3)
-    # mean colour, not pixels: a shape moving on a background keeps ACD at 0
-    moving = torch.zeros(1, 4, 3, 8, 8)
-    for t in range(4):
-        moving[0, t, :, 2:4, t : t + 2] = 1.0
-    assert average_content_distance(moving) == pytest.approx(0.0, abs=1e-7)
     # RGB: frames (0,0,0) and (1,1,1) are √3 apart; averaged with a constant video -> √3 / 2
-    rgb = torch.zeros(2, 2, 3, 2, 2)
+    rgb = torch.zeros(2, 2, 3)
     rgb[0, 1] = 1.0
     assert average_content_distance(rgb) == pytest.approx(math.sqrt(3) / 2)
-    # per-frame features (B, T, D) are used as they are
-    feats = torch.tensor([[[0.0, 0.0], [3.0, 4.0]]])
+    feats = torch.tensor([[[0.0, 0.0], [3.0, 4.0]]])  # features: used as they are
     assert average_content_distance(feats) == pytest.approx(5.0)
+    # frames without an object (NaN) are left out, and so are videos with < 2 frames left
+    gappy = torch.tensor([[[0.0], [float("nan")], [1.0]], [[5.0], [float("nan")], [float("nan")]]])
+    assert average_content_distance(gappy) == pytest.approx(1.0)
+    assert described_videos(gappy) == 1
+    assert math.isnan(average_content_distance(torch.full((2, 3, 3), float("nan"))))
+    with pytest.raises(ValueError, match="object_colours"):
+        average_content_distance(torch.zeros(2, 4, 3, 4, 4))  # frames: not descriptors
     with pytest.raises(ValueError):
-        average_content_distance(torch.zeros(2, 1, 3, 4, 4))
+        average_content_distance(torch.zeros(2, 1, 3))
+
+
+def test_acd_is_the_colour_of_the_object_not_of_the_frame():
+    """A small square (4 % of the frame) whose colour drifts from red to blue while it moves:
+    ACD on the object's pixels sees the full drift (√2 between the first and last frame);
+    the whole frame's mean colour dilutes it 25x. A steady object moving: ACD 0, its
+    anti-aliased rim left out (interior)."""
+    frames = torch.zeros(1, 5, 3, 20, 20)
+    for t in range(5):
+        frames[0, t, 0, 2 + t : 6 + t, 3:7] = 1.0 - t / 4  # red -> blue
+        frames[0, t, 2, 2 + t : 6 + t, 3:7] = t / 4
+    masks = interior(object_masks(frames))
+    assert masks.sum(dim=(-2, -1)).tolist() == [[4] * 5]  # the 2x2 core of the 4x4 square
+    colours = object_colours(frames, masks)
+    torch.testing.assert_close(colours[0, -1], torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))
+    pairs = [math.sqrt(2) * abs(i - j) / 4 for i in range(5) for j in range(5) if i != j]
+    acd = average_content_distance(colours)
+    assert acd == pytest.approx(sum(pairs) / len(pairs))
+    whole = average_content_distance(frames.mean(dim=(-2, -1)))
+    assert whole == pytest.approx(acd * 16 / 400)  # diluted by the object's 4 % of the frame
+    # a steady colour with a blended rim: the rim changes as the object moves, the core not
+    steady = torch.full((1, 4, 3, 20, 20), 0.1)
+    for t in range(4):
+        steady[0, t, :, 5:10, 5 + t : 10 + t] = torch.tensor([0.9, 0.5, 0.2])[:, None, None]
+        steady[0, t, :, 5:10, 10 + t] = 0.5  # an anti-aliased edge
+    core = object_colours(steady, interior(object_masks(steady)))
+    assert average_content_distance(core) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="masks"):
+        object_colours(frames, masks[..., :10])
+
+
+def test_figure_masks_take_the_stick_figure_and_neither_sky_nor_floor():
+    videos = list(stick_figures(6, 3, size=32, seed=0))
+    frames = torch.from_numpy(np.stack([v for _, v, _, _ in videos])).permute(0, 1, 4, 2, 3)
+    x = frames.float() / 255
+    masks = figure_masks(x)  # (6, 3, 32, 32)
+    pix = x.permute(0, 1, 3, 4, 2)  # (B, T, H, W, C)
+
+    def near(colours: list) -> torch.Tensor:  # pixels within 2/255 of one of the colours
+        c = torch.tensor(colours, dtype=torch.float32) / 255  # (B, K, C)
+        d = (pix[:, :, :, :, None] - c[:, None, None, None]).norm(dim=-1)
+        return d.amin(dim=-1) < 2 / 255
+
+    figure = near([a["colors"] for _, _, a, _ in videos])
+    background = near([[a["sky"], a["floor"]] for _, _, a, _ in videos])
+    assert background.any() and figure.any()
+    assert masks[figure].all() and not masks[background].any()
+    colours = object_colours(x, masks)
+    assert torch.isfinite(colours).all()
+    assert average_content_distance(colours) < 0.05  # the same figure in every frame
+    # evaluate's acd: by the store's source; none for natural video
+    real = frames.permute(0, 1, 3, 4, 2).numpy()  # uint8 (N, T, H, W, C)
+    acd = acd_metrics(real, real, "stick_figures")
+    assert acd["pixels"] == "figure" and acd["generated"] == acd["real"] < 0.05
+    assert acd["ratio"] == pytest.approx(1.0) and acd["videos"] == {"generated": 6, "real": 6}
+    assert acd_metrics(real, real, "npy") is None
+
+
+def test_inception_score_closed_forms():
+    """Confident and balanced over K classes: IS = K; every posterior uniform, or every sample
+    the same class: IS = 1; half the classes, used evenly: K / 2."""
+    k = 4
+    confident = torch.eye(k).repeat(5, 1) * 50.0  # 20 samples, each one class, 5 per class
+    assert inception_score(confident, splits=1)[0] == pytest.approx(k, rel=1e-6)
+    mean, std = inception_score(confident, splits=5)  # parts of 4: each has every class
+    assert mean == pytest.approx(k, rel=1e-6) and std == pytest.approx(0.0, abs=1e-6)
+    assert inception_score(torch.zeros(20, k), splits=2)[0] == pytest.approx(1.0)
+    one_class = torch.tensor([[50.0, 0.0, 0.0, 0.0]]).repeat(20, 1)
+    assert inception_score(one_class)[0] == pytest.approx(1.0, abs=1e-6)
+    half = torch.eye(k)[:2].repeat(10, 1) * 50.0
+    assert inception_score(half, splits=1)[0] == pytest.approx(k / 2, rel=1e-6)
+    # a part's p(y) is its own: parts of one class each score 1, the whole set K
+    sorted_ = torch.eye(k).repeat_interleave(5, dim=0) * 50.0
+    assert inception_score(sorted_, splits=4)[0] == pytest.approx(1.0, abs=1e-6)
+    # evaluate: 10 parts when each holds >= 20 videos of both sets, fewer otherwise
+    assert inception_metrics(torch.zeros(250, k), torch.zeros(300, k))["splits"] == 10
+    got = inception_metrics(confident[:19], confident)
+    assert got["splits"] == 1 and got["classes"] == k and got["real"] == pytest.approx(k)
+    assert inception_metrics(torch.zeros(60, k), torch.zeros(60, k))["splits"] == 3
+    with pytest.raises(ValueError):
+        inception_score(torch.zeros(3, k), splits=10)
+    with pytest.raises(ValueError):
+        inception_score(torch.zeros(3, 1), splits=1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,8 +381,12 @@ def test_evaluate_generator_metrics_json(shapes_setup, tmp_path):
     m = json.loads((out / "metrics.json").read_text())
     assert m["model"] == "mocogan" and m["videos"] == 8 and m["real_videos"] == 8
     assert m["length"] == 8
-    assert m["acd"]["generated"] >= 0 and m["acd"]["real"] >= 0
+    acd = m["acd"]  # the colour of the shape's interior
+    assert acd["pixels"] == "shape interior" and acd["real"] == pytest.approx(0.0, abs=1e-3)
+    assert acd["videos"]["real"] == 8 and 0 <= acd["videos"]["generated"] <= 8
+    assert acd["generated"] is None or acd["generated"] >= 0
     assert m["accuracy"] is None and m["frechet_distance"] is None and m["fvd"] is None
+    assert m["inception_score"] is None and "acd_features" not in m
     assert any("classifier" in n for n in m["notes"]) and any("fvd" in n for n in m["notes"])
     assert (out / "samples.png").exists() and (out / "samples.gif").exists()
     # shape recognisability, generated beside real (a shapes store)
@@ -306,7 +407,10 @@ def test_evaluate_generator_metrics_json(shapes_setup, tmp_path):
     assert 0 <= acc["generated"] <= 1 and 0 <= acc["real"] <= 1
     assert set(acc["per_class"]) == {str(c) for c in range(6)}  # balanced: 8 videos, 6 classes
     assert m["frechet_distance"] >= 0 and m["fvd"] >= 0
-    assert m["acd_features"]["generated"] >= 0 and m["acd_features"]["real"] > 0
+    score = m["inception_score"]  # 8 videos: one part
+    assert score["splits"] == 1 and score["classes"] == 6
+    for side in ("generated", "real"):
+        assert 1 <= score[side] <= 6 and score[f"{side}_std"] == 0
     assert not any("fvd" in n for n in m["notes"])
 
 
@@ -401,6 +505,7 @@ def test_evaluate_generator_notes_a_store_without_shapes(shapes_setup, tmp_path)
     assert main([*args, "evaluate.num_videos=4", "evaluate.batch_size=4"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["shape_fill"] is None and any("shape_fill" in n for n in m["notes"])
+    assert m["acd"] is None and any("acd skipped" in n and "npy" in n for n in m["notes"])
 
 
 def test_evaluate_samples_the_videos_generate_makes(shapes_setup):
