@@ -66,6 +66,7 @@ def test_report_rebuilds_with_every_stage_and_local_images(demo_run: tuple[Path,
         # the demo's generator is asked for shapes (shape x motion labels): counted per shape
         assert re.search(r"asked for a (circle|square) \(\d+ videos\): frames read as one", html)
         assert "evaluate_gan/samples.gif" in html
+        assert "Inception Score (classifier posteriors)" in html and "ACD (the object" in html
 
 
 def test_report_of_a_folder_that_is_not_a_run(

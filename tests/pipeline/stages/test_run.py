@@ -59,6 +59,10 @@ TINY = [
     "stages.train_gan.trainer.max_steps=2",
     "stages.train_gan.trainer.batch_size=4",
     "stages.train_gan.trainer.log_every=1",
+    "stages.train_classifier.model.frame_size=16",
+    "stages.train_classifier.model.width=4",
+    "stages.train_classifier.trainer.max_steps=2",
+    "++stages.train_classifier.trainer.batch_size=4",
     "stages.generate_gan.num_videos=2",
     "stages.generate_gan.generate.length=8",
     "stages.generate_gan.generate.preview=2",
@@ -67,7 +71,7 @@ TINY = [
 ]
 ORDER = ["mnist", "train_lstm", "evaluate_lstm", "train_cpu", "evaluate_cpu", "predict_cpu"]
 ORDER += ["stick", "train_hier", "train_stick_lstm", "evaluate_hier"]
-ORDER += ["shapes", "train_gan", "generate_gan", "evaluate_gan"]
+ORDER += ["shapes", "train_gan", "train_classifier", "generate_gan", "evaluate_gan"]
 # only the Moving MNIST branch (tests that need no GAN, and the subprocess test)
 MNIST_ONLY = [f"~stages.{n}" for n in ORDER[ORDER.index("stick") :]]
 MNIST_STAGES = ORDER[: ORDER.index("stick")]
@@ -128,6 +132,8 @@ def test_tiny_demo_end_to_end(demo_run: tuple[Path, dict]) -> None:
     assert len(lines) == 2
     gan = json.loads((run_dir / "evaluate_gan" / "metrics.json").read_text())
     assert gan["model"] == "mocogan" and gan["videos"] == 4
+    # measured with the demo's classifier: Inception Score of generated and real videos
+    assert gan["inception_score"]["generated"] >= 1.0 and gan["inception_score"]["real"] >= 1.0
     # the demo's generator is asked for shapes (shape x motion): counted per requested shape
     assert set(gan["shape_fill"]) == {"bands", "generated", "real", "by_request"}
     assert set(gan["shape_fill"]["by_request"]) <= {"circle", "square"}
