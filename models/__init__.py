@@ -26,6 +26,9 @@ FAMILIES: dict[str, Family] = {
     "lstm_autoencoder": Family("models.lstm_autoencoder:LSTMAutoencoderTask", "predictor"),
     "hierarchical": Family("models.hierarchical:HierarchicalTask", "predictor"),
     "mocogan": Family("models.mocogan:MoCoGANTask", "generator"),
+    "transformer_predictor": Family(
+        "models.transformer_predictor:TransformerPredictorTask", "predictor"
+    ),
     "video_classifier": Family("models.video_classifier:VideoClassifierTask", "classifier"),
 }
 

@@ -1,6 +1,7 @@
 """bench/quality.py runs end to end at smoke size through the real stages and writes the rows it
-promises: per dataset and metric, (a) the paper head, (b) the CPU predictor and copy-last, each
-against (a), and (b) against copy-last; plus the per-step curves (not a quality check)."""
+promises: per dataset and metric, (a) the paper head, (b) the CPU predictor, (c) the Transformer
+and copy-last, each against (a), (b) and (c) against copy-last, (c) against (b); plus the per-step
+curves (not a quality check)."""
 
 from __future__ import annotations
 
@@ -29,13 +30,17 @@ def test_quality_bench_smoke_rows_and_curves(tmp_path: Path) -> None:
         for metric in ("mse", "psnr", "ssim", "sharpness"):
             ref = f"{data} {metric}: paper head (lstm_autoencoder_small)"
             assert rows[ref]["ratio"] is None
-            for who in ("cpu predictor", "copy-last"):
+            for who in ("cpu predictor", "transformer predictor", "copy-last"):
                 row = rows[f"{data} {metric}: {who}"]
                 assert row["reference"] == ref and row["ratio"] is not None
             assert rows[f"{data} {metric}: cpu predictor / copy-last"]["unit"] == "ratio"
+            assert (
+                rows[f"{data} {metric}: transformer predictor / cpu predictor"]["unit"] == "ratio"
+            )
         curves = body["curves"][data]
-        assert set(curves) == {"paper", "cpu", "copy_last"}
+        assert set(curves) == {"paper", "cpu", "transformer", "copy_last"}
         assert len(curves["cpu"]["per_step"]["mse"]) == 10
         assert len(curves["copy_last"]["per_step"]["sharpness"]) == 10
         motion = tmp_path / "work" / f"{data}-cpu" / "evaluate" / "motion.png"
         assert motion.is_file()  # the warp head's flows and masks, drawn by evaluate
+        assert (tmp_path / "work" / f"{data}-transformer" / "evaluate" / "motion.png").is_file()

@@ -34,6 +34,17 @@ TINY: dict[str, dict] = {
         "detector_channels": 4,
         "disc_channels": 4,
     },
+    "transformer_predictor": {
+        "frame_size": 16,
+        "patch": 4,
+        "dim": 16,
+        "heads": 2,
+        "blocks": 2,
+        "field_patch": 2,
+        "window": 4,
+        "context": 3,
+        "horizon": 2,
+    },
     "mocogan": {
         "frame_size": 16,
         "length": 4,

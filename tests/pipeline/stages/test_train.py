@@ -262,3 +262,91 @@ def test_ray_ranks_make_their_own_moving_mnist_rows_and_match_one_worker(
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
     assert losses(tmp_path / "one") == pytest.approx(losses(tmp_path / "two"), rel=1e-4)
+
+
+@pytest.mark.slow
+def test_ray_two_workers_train_mocogan_as_one_worker_on_the_concatenated_batch(
+    ray_local: None, tmp_path: Path
+) -> None:
+    """A GAN draws its own inputs: each rank draws those of its videos of the global batch
+    (codes, D_I's frames, D_V's clips, instance noise at every layer), and BatchNorm takes the
+    global batch's statistics (GlobalBatchNorm), in G, D_I, D_V and the moving average. So the
+    2-worker run is the 1-worker run: every network's weights and statistics after 3 steps."""
+    store = tmp_path / "shapes.zarr"
+    synth = ["synth", "data=shapes", f"store={store}", "data.size=16", "synth.num_videos=8"]
+    assert main([*synth, "synth.length=6"]) == 0
+    model = dict(frame_size=16, length=4, dim_content=6, dim_motion=4, dim_noise=3,
+                 gen_channels=8, disc_channels=8, num_categories=6, image_batch=8, ema=0.9,
+                 noise_layers="all", lr=0.002)  # fmt: skip
+    args = [
+        "train",
+        "model=mocogan",
+        f"store={store}",
+        *[f"model.{k}={v}" for k, v in model.items()],
+        "trainer.batch_size=4",
+        "trainer.max_steps=3",
+        "trainer.log_every=1",
+        "trainer.checkpoint_every=1",
+        "trainer.clip_grad_norm=null",
+    ]
+    assert main([*args, f"run_dir={tmp_path / 'one'}"]) == 0
+    two = [*args, f"run_dir={tmp_path / 'two'}", "trainer.backend=ray", "trainer.workers=2"]
+    assert main(two) == 0
+    a = checkpoint.load(tmp_path / "one" / "checkpoints" / "last.pt")["networks"]
+    b = checkpoint.load(tmp_path / "two" / "checkpoints" / "last.pt")["networks"]
+    first = checkpoint.load(tmp_path / "two" / "checkpoints" / "step-00000001.pt")["networks"]
+    assert set(a) == set(b) == {"generator", "generator_ema", "image_disc", "video_disc"}
+    for net in a:
+        for k in a[net]:  # parameters and BatchNorm statistics
+            torch.testing.assert_close(a[net][k], b[net][k], rtol=1e-4, atol=1e-5, msg=k)
+        assert any(not torch.equal(first[net][k], b[net][k]) for k in b[net])  # it trained
+    assert losses(tmp_path / "one") == pytest.approx(losses(tmp_path / "two"), rel=1e-4)
+
+
+# The same generic paths with the Transformer predictor (models/transformer_predictor.py): the
+# trainer knows no family, so exact resume and exact data parallelism hold for it too.
+TRANSFORMER = [
+    "model=transformer_predictor_cpu",
+    "model.frame_size=16",
+    "model.patch=4",
+    "model.dim=16",
+    "model.heads=2",
+    "model.blocks=2",
+    "model.field_patch=2",
+    "model.context=3",
+    "model.horizon=2",
+]
+
+
+def test_transformer_resume_after_kill_gives_the_same_curve(
+    tiny_store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(globals(), "TINY_MODEL", TRANSFORMER)  # train_args reads it
+    test_resume_after_kill_gives_the_same_curve(tiny_store, tmp_path)
+    ckpt = checkpoint.load(tmp_path / "killed" / "checkpoints" / "last.pt")
+    assert ckpt["model"] == "transformer_predictor" and ckpt["step"] == 24
+
+
+@pytest.mark.slow
+def test_transformer_ray_two_workers_match_one_worker(
+    ray_local: None, tiny_store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(globals(), "TINY_MODEL", TRANSFORMER)
+    common = [
+        "trainer.max_steps=3",
+        "model.lr=0.01",
+        "trainer.clip_grad_norm=null",
+        "trainer.checkpoint_every=1",
+    ]
+    assert main(train_args(tiny_store, tmp_path / "one", *common)) == 0
+    two = [*common, "trainer.backend=ray", "trainer.workers=2"]
+    assert main(train_args(tiny_store, tmp_path / "two", *two)) == 0
+    assert json.loads((tmp_path / "two" / "train.json").read_text())["workers"] == 2
+    a = checkpoint.load(tmp_path / "one" / "checkpoints" / "last.pt")["networks"]["model"]
+    b = checkpoint.load(tmp_path / "two" / "checkpoints" / "last.pt")["networks"]["model"]
+    first = checkpoint.load(tmp_path / "two" / "checkpoints" / "step-00000001.pt")
+    assert any(k.endswith("time_bias") for k in a)  # the Transformer's weights
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
+    assert any(not torch.equal(first["networks"]["model"][k], b[k]) for k in b)  # it trained
+    assert losses(tmp_path / "one") == pytest.approx(losses(tmp_path / "two"), rel=1e-4)
