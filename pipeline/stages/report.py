@@ -660,6 +660,11 @@ def _evaluate(record: dict[str, Any], r: dict[str, Any], page: _Page) -> str:
             page.img(files.get("plot"), "metrics per future step (model vs copy-last-frame)"),
             page.img(files.get("grid_gif"), "observed | true | predicted (animated)"),
             page.img(files.get("grid_png"), "observed | true | predicted"),
+            page.img(files.get("motion_png"), "predicted frames, their flows and masks"),
+            page.img(
+                files.get("attention_png"),
+                "where the first and last predicted frames looked (red: share of attention)",
+            ),
         ]
     )
     return about + table + f'<div class="figs">{figs}</div>'

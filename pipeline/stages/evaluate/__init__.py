@@ -242,6 +242,9 @@ def run(cfg: DictConfig) -> dict:
             if "flow" in shown:
                 _motion_grid(grid, shown, out / "motion.png")
                 files["motion_png"] = str(out / "motion.png")
+            if "attention" in shown:  # an attention-based predictor: where each frame looked
+                _attention_grid(grid, context, shown["attention"], out / "attention.png")
+                files["attention_png"] = str(out / "attention.png")
     try:
         import matplotlib  # noqa: F401 - plots need it; a bare GPU host may not have it
     except ImportError:
@@ -366,6 +369,30 @@ def _motion_grid(
     rows = []
     for k, (_, pred) in enumerate(grid):
         rows += [_strip(pred), _strip(colours[k]), _strip(masks[k])]
+    write_png(path, np.concatenate(rows, axis=0))
+
+
+def _attention_grid(
+    grid: list[tuple[np.ndarray, np.ndarray]], context: int, attention: torch.Tensor, path: Path
+) -> None:
+    """PNG of where an attention-based predictor looked, from `explain()["attention"]` (N, S,
+    T+S-1, g, g): for each predicted frame k a distribution over the g×g patches of the frames
+    it was computed from (the T observed, then its own earlier predictions). Per sequence, for
+    its first and last predicted frame, a row of those frames with each patch's share in red
+    (scaled by the row's largest), and the predicted frame at the end."""
+    shares = attention.float().cpu().numpy()
+    rows = []
+    for k, (true, pred) in enumerate(grid):
+        sources = rgb(np.concatenate([true[:context], pred[:-1]])).astype(np.float32)
+        h, w = sources.shape[1:3]
+        for step in sorted({0, len(pred) - 1}):
+            a = shares[k, step]  # (T+S-1, g, g)
+            a = a / max(float(a.max()), 1e-12)
+            cell = np.ones((h // a.shape[-2], w // a.shape[-1]), np.float32)
+            up = np.kron(a, cell)[..., None]  # (T+S-1, H, W, 1)
+            red = np.array([255.0, 0.0, 0.0], np.float32)
+            tinted = (sources * (1 - 0.6 * up) + 0.6 * up * red).astype(np.uint8)
+            rows.append(_strip(np.concatenate([tinted, rgb(pred[step])[None]])))
     write_png(path, np.concatenate(rows, axis=0))
 
 

@@ -219,3 +219,31 @@ def test_evaluate_refuses_packaged_test_digits_after_training_on_full_mnist(
     packaged = ckpt("packaged", {"data": {"name": "moving_mnist", "mnist_root": None}})
     out = tmp_path / "ev"
     assert main(["evaluate", f"checkpoint={packaged}", f"store={url}", f"evaluate.out={out}"]) == 0
+
+
+def test_evaluate_draws_where_an_attention_predictor_looked(
+    tiny_store: str, tmp_path: Path
+) -> None:
+    """A predictor whose explain() returns "attention" (the Transformer) gets attention.png
+    beside its motion.png, one row per shown sequence for its first and last predicted frame."""
+    run = tmp_path / "tr"
+    args = [
+        "train", "model=transformer_predictor_cpu", f"store={tiny_store}", f"run_dir={run}",
+        f"model.frame_size={SIZE}", "model.channels=1", "model.patch=4", "model.dim=16",
+        "model.heads=2", "model.blocks=1", "model.field_patch=2", "model.window=8",
+        f"model.context={CONTEXT}", f"model.horizon={HORIZON}", "trainer.max_steps=2",
+        "trainer.batch_size=4",
+    ]  # fmt: skip
+    assert main(args) == 0
+    out = tmp_path / "ev"
+    ckpt = run / "checkpoints" / "last.pt"
+    evaluate = ["evaluate", f"checkpoint={ckpt}", f"store={tiny_store}", f"evaluate.out={out}"]
+    assert main([*evaluate, "evaluate.grid_sequences=2"]) == 0
+    files = json.loads((out / "metrics.json").read_text())["files"]
+    assert Path(files["attention_png"]).is_file() and Path(files["motion_png"]).is_file()
+    from PIL import Image
+
+    with Image.open(files["attention_png"]) as img:
+        width, height = img.size
+    # 2 sequences x (first, last predicted frame) rows of 16 px; T+S-1 sources + the prediction
+    assert height == 2 * 2 * SIZE and width == (CONTEXT + HORIZON) * (SIZE + 2)
