@@ -35,6 +35,7 @@ from models.task import TrainingTask
 from pipeline.core.config import (
     StageFailed,
     UsageError,
+    existing_path,
     required,
     to_plain,
     typed,
@@ -111,6 +112,14 @@ def run(cfg: DictConfig) -> dict:
         FrameStore.open(store)  # a clear error now rather than inside a worker
     elif data["name"] == "moving_mnist":
         store = "moving_mnist (generated on the fly)"
+        if data.get("mnist_root") is not None:  # checked here, not inside a worker
+            root = existing_path(data["mnist_root"], "data.mnist_root")
+            if not (root / "MNIST" / "raw").is_dir():
+                raise UsageError(
+                    f"data.mnist_root={data['mnist_root']}: no MNIST dataset there (expected "
+                    "torchvision's layout ROOT/MNIST/raw/*-ubyte); leave it unset for the "
+                    "packaged 5,000 digits"
+                )
     else:
         raise UsageError(f"data={data['name']}: train reads a store (data=store) or moving_mnist")
     model_options = to_plain(cfg.model)

@@ -66,6 +66,21 @@ def test_local_training_logs_checkpoints_and_lowers_loss(tiny_store: str, tmp_pa
     assert out.shape == (2, 7, 1, 16, 16)
 
 
+@pytest.mark.parametrize(
+    ("root", "message"), [("missing", "no such file or directory"), ("", "no MNIST dataset there")]
+)
+def test_a_bad_mnist_root_is_a_clear_error_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], root: str, message: str
+) -> None:
+    folder = tmp_path / root if root else tmp_path  # an existing folder without MNIST in it
+    args = ["train", "data=moving_mnist", f"data.mnist_root={folder}",
+            f"run_dir={tmp_path / 'run'}", "model.hidden=8", "trainer.max_steps=1"]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"data.mnist_root={folder}" in err and message in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_a_store_smaller_than_one_batch_is_a_clear_error(
     tiny_store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
