@@ -90,14 +90,14 @@ pixel centres at integers), NaN where missing.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.task import MissingWeights, TrainingTask, UpdateFn
+from models.task import MissingWeights, TrainingTask, UpdateFn, family_config
 
 LSTMState = tuple[Tensor, Tensor]
 
@@ -744,13 +744,7 @@ class HierarchicalTask(TrainingTask):
     def __init__(
         self, *, pretrained: dict[str, dict[str, Tensor]] | None = None, **options: Any
     ) -> None:
-        known = [f.name for f in fields(HierarchicalConfig)]
-        unknown = sorted(set(options) - set(known))
-        if unknown:
-            raise TypeError(
-                f"unknown hierarchical option(s): {', '.join(unknown)} (known: {', '.join(known)})"
-            )
-        self.cfg = cfg = HierarchicalConfig(**options)
+        self.cfg = cfg = family_config(HierarchicalConfig, "hierarchical", options)
         pretrained = pretrained or {}
         for name, given in self.pretrained_files(options).items():
             if name not in pretrained:

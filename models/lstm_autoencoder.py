@@ -50,7 +50,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -70,7 +70,7 @@ from models.motion import (
     upsample_flow,
     zero_rows,
 )
-from models.task import TrainingTask, UpdateFn
+from models.task import TrainingTask, UpdateFn, family_config
 
 LSTMState = tuple[Tensor, Tensor]  # (h, c), each (layers, B, *state features): nn.LSTM's layout
 CONDITIONAL = ("predict", "reconstruct")  # model.conditional's strings: the one conditional decoder
@@ -900,14 +900,7 @@ class LSTMAutoencoderTask(TrainingTask):
     """
 
     def __init__(self, **options: Any) -> None:
-        known = [f.name for f in fields(LSTMAutoencoderConfig)]
-        unknown = sorted(set(options) - set(known))
-        if unknown:
-            raise TypeError(
-                f"unknown lstm_autoencoder option(s): {', '.join(unknown)} "
-                f"(known: {', '.join(known)})"
-            )
-        self.cfg = LSTMAutoencoderConfig(**options)
+        self.cfg = family_config(LSTMAutoencoderConfig, "lstm_autoencoder", options)
         self.clip_length = self.cfg.context + self.cfg.horizon
         self.networks = nn.ModuleDict({"model": CompositeLSTM(self.cfg)})
 

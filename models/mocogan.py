@@ -86,7 +86,7 @@ import contextlib
 import copy
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -94,7 +94,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.protocols import code_ids, video_rng, video_seed
-from models.task import TrainingTask, UpdateFn
+from models.task import TrainingTask, UpdateFn, family_config
 
 VIDEO_DISCRIMINATORS = ("patch", "clip")  # model.video_discriminator
 NOISE_LAYERS = ("input", "all")  # model.noise_layers
@@ -969,13 +969,7 @@ class MoCoGANTask(TrainingTask):
     """
 
     def __init__(self, **options: Any) -> None:
-        known = [f.name for f in fields(MoCoGANConfig)]
-        unknown = sorted(set(options) - set(known))
-        if unknown:
-            raise TypeError(
-                f"unknown mocogan option(s): {', '.join(unknown)} (known: {', '.join(known)})"
-            )
-        self.cfg = MoCoGANConfig(**options)
+        self.cfg = family_config(MoCoGANConfig, "mocogan", options)
         cfg = self.cfg
         self.clip_length = cfg.length
         self.needs_labels = cfg.needs_labels

@@ -9,7 +9,8 @@ three optimisers and an autoencoder with one share one trainer.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import fields
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -17,6 +18,21 @@ from torch import nn
 # update(loss, optimizer_name): zero the optimizer's grads, backpropagate `loss`, clip the
 # gradients of that optimizer's parameters by global norm, and step it. Supplied by the trainer.
 UpdateFn = Callable[[torch.Tensor, str], None]
+
+
+ConfigT = TypeVar("ConfigT")
+
+
+def family_config(config: type[ConfigT], family: str, options: dict[str, Any]) -> ConfigT:
+    """A family's config dataclass from its model options; an option the dataclass lacks is a
+    TypeError naming it and the known ones (a typo in model.KEY=... must not pass silently)."""
+    known = [f.name for f in fields(config)]  # type: ignore[arg-type]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise TypeError(
+            f"unknown {family} option(s): {', '.join(unknown)} (known: {', '.join(known)})"
+        )
+    return config(**options)
 
 
 class MissingWeights(ValueError):

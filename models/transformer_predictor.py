@@ -67,7 +67,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Any
 
@@ -85,7 +85,7 @@ from models.motion import (
     upsample_flow,
     zero_rows,
 )
-from models.task import TrainingTask, UpdateFn
+from models.task import TrainingTask, UpdateFn, family_config
 
 KV = tuple[Tensor, Tensor]  # one block's temporal keys and values, each (B, N, h, S, d_h)
 
@@ -720,14 +720,7 @@ class TransformerPredictorTask(TrainingTask):
     """
 
     def __init__(self, **options: Any) -> None:
-        known = [f.name for f in fields(TransformerPredictorConfig)]
-        unknown = sorted(set(options) - set(known))
-        if unknown:
-            raise TypeError(
-                f"unknown transformer_predictor option(s): {', '.join(unknown)} "
-                f"(known: {', '.join(known)})"
-            )
-        self.cfg = TransformerPredictorConfig(**options)
+        self.cfg = family_config(TransformerPredictorConfig, "transformer_predictor", options)
         self.clip_length = self.cfg.context + self.cfg.horizon
         self.networks = nn.ModuleDict({"model": SpaceTimeTransformer(self.cfg)})
 

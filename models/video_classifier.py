@@ -20,14 +20,14 @@ so any clip length works at inference and every frame has a feature vector of it
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.task import TrainingTask, UpdateFn
+from models.task import TrainingTask, UpdateFn, family_config
 
 
 @dataclass
@@ -113,14 +113,7 @@ class VideoClassifierTask(TrainingTask):
     needs_labels = True
 
     def __init__(self, **options: Any) -> None:
-        known = [f.name for f in fields(VideoClassifierConfig)]
-        unknown = sorted(set(options) - set(known))
-        if unknown:
-            raise TypeError(
-                f"unknown video_classifier option(s): {', '.join(unknown)} "
-                f"(known: {', '.join(known)})"
-            )
-        self.cfg = VideoClassifierConfig(**options)
+        self.cfg = family_config(VideoClassifierConfig, "video_classifier", options)
         self.clip_length = self.cfg.length
         self.num_categories = self.cfg.num_categories
         self.networks = nn.ModuleDict({"classifier": VideoClassifier(self.cfg)})
