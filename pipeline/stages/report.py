@@ -287,25 +287,18 @@ def _comparisons(
         key = (str(r.get("data")), int(r["context"]), int(r["horizon"]))
         files = r.get("files") or {}
         members = groups.setdefault(key, [])
-        members.append(
-            {
-                "label": _model_label(str(r.get("checkpoint")), str(r.get("model")), records),
-                "stage": row["name"],
-                "metrics": r,
-                "npz": files.get("samples_npz"),
-                "array": "predicted",
-                "finished": record.get("finished") or 0,
-            }
-        )
+        shown = [(r, "predicted")]  # the evaluated model, and its baseline rolled out beside it
         if isinstance(r.get("baseline"), dict):
-            b = r["baseline"]
+            shown.append((r["baseline"], "baseline"))
+        for metrics, array in shown:
+            label = _model_label(str(metrics.get("checkpoint")), str(metrics.get("model")), records)
             members.append(
                 {
-                    "label": _model_label(str(b.get("checkpoint")), str(b.get("model")), records),
+                    "label": label,
                     "stage": row["name"],
-                    "metrics": b,
+                    "metrics": metrics,
                     "npz": files.get("samples_npz"),
-                    "array": "baseline",
+                    "array": array,
                     "finished": record.get("finished") or 0,
                 }
             )
