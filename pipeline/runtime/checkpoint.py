@@ -16,8 +16,10 @@ import torch
 
 from models import FAMILIES, TrainingTask, build_task, task_class
 from pipeline.core.errors import UsageError
+from pipeline.io import storage
 
 FORMAT = "framecast-checkpoint/1"
+RAY_FILE = "checkpoint.pt"  # the file in each checkpoint folder that Ray Train persists
 
 
 def rng_state() -> dict[str, Any]:
@@ -77,13 +79,24 @@ def load(
     path: str | os.PathLike[str], map_location: str | torch.device = "cpu", mmap: bool = False
 ) -> dict[str, Any]:
     """Load a framecast checkpoint with weights_only=True; a clear UsageError otherwise.
-    `mmap`: map the file instead of reading it (inference: the optimiser state it holds is
-    never paged in)."""
-    p = Path(os.path.expanduser(str(path)))
-    if not p.is_file():
-        raise UsageError(f"checkpoint={path}: no such file")
+    `path`: a .pt file, a folder that Ray Train persisted (run_dir/checkpoints/step-N/, which
+    holds checkpoint.pt) or an fsspec URL of either (s3://...). `mmap`: map a local file
+    instead of reading it (inference: the optimiser state it holds is never paged in)."""
+    source: Any
+    if storage.is_url(path):
+        url = str(path)
+        source = storage.read_bytes(url) or storage.read_bytes(storage.join(url, RAY_FILE))
+        if source is None:
+            raise UsageError(f"checkpoint={path}: no such object")
+        mmap = False
+    else:
+        source = Path(os.path.expanduser(str(path)))
+        if source.is_dir() and (source / RAY_FILE).is_file():
+            source = source / RAY_FILE
+        if not source.is_file():
+            raise UsageError(f"checkpoint={path}: no such file")
     try:
-        ckpt = torch.load(p, map_location=map_location, weights_only=True, mmap=mmap)
+        ckpt = torch.load(source, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UsageError(

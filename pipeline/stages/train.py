@@ -4,9 +4,18 @@
 without Ray, notebooks and debuggers use this path). `trainer.backend=ray` runs the same loop
 on `trainer.workers` Ray Train workers with DDP (gloo on CPU, NCCL on GPU).
 
-Data parallelism is exact: every rank iterates the same seeded sequence of *global* batches and
-trains on its own slice of each, and DDP averages the gradients, so W workers compute the
-gradient of the concatenated batch: the same run as one worker, up to float rounding. A task
+With Ray, everything that depends on the hardware is decided where the hardware is. Whether
+workers get GPUs comes from the cluster's resources (the driver of `ray job submit` usually runs
+on a CPU-only head node), and each worker checks that the GPU Ray gave it is usable. Checkpoints
+go through Ray Train (`ray.train.report` with a `Checkpoint`; `CheckpointConfig` keeps the newest
+`trainer.keep_checkpoints`) to `run_dir`, a local path or `s3://`, because a worker's local disk
+is not the driver's. A worker group that Ray restarts after a failure resumes from the newest
+one (`ray.train.get_checkpoint`), and the step log travels inside every checkpoint.
+
+Data parallelism is exact: the global batches are one seeded sequence, each rank reads and trains
+on its own rows of each (`ClipDataset(rows=...)`, `MovingMNISTStream(rows=...)`: a rank reads
+only the frames of its rows), and DDP averages the gradients, so W workers compute the gradient
+of the concatenated batch: the same run as one worker, up to float rounding. A task
 that draws random inputs of its own (a GAN's codes) is told its rows (`TrainingTask.distribute`)
 and draws theirs.
 
@@ -18,7 +27,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
 import uuid
@@ -44,6 +52,7 @@ from pipeline.core.config import (
 )
 from pipeline.core.progress import progress, summary
 from pipeline.datasets.moving_mnist import MovingMNISTStream
+from pipeline.io import storage
 from pipeline.io.loader import ClipDataset, to_model_input
 from pipeline.io.store import FrameStore
 from pipeline.runtime import checkpoint
@@ -67,6 +76,7 @@ class TrainerConfig:
     precision: str = "auto"
     clip_grad_norm: float | None = 1.0
     checkpoint_every: int = 500
+    keep_checkpoints: int = 3
     log_every: int = 25
     resume: bool = False
     cache: str = "auto"
@@ -85,13 +95,21 @@ def _check(t: TrainerConfig) -> None:
         raise UsageError(f"trainer.backend={t.backend}: use local or ray")
     if t.device not in ("auto", "cpu", "cuda"):
         raise UsageError(f"trainer.device={t.device}: use auto, cpu or cuda")
-    if t.device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("trainer.device=cuda: no CUDA device is available")
+    if t.backend == "local" and t.device == "cuda" and not torch.cuda.is_available():
+        # with backend=ray the workers' nodes decide (see cluster_device)
+        raise UsageError("trainer.device=cuda: no CUDA device is available on this machine")
     if t.precision not in ("auto", "fp32", "bf16"):
         raise UsageError(f"trainer.precision={t.precision}: use auto, fp32 or bf16")
     if t.cache not in ("auto", "true", "false"):
         raise UsageError(f"trainer.cache={t.cache}: use auto, true or false")
-    for key in ("workers", "max_steps", "batch_size", "checkpoint_every", "log_every"):
+    for key in (
+        "workers",
+        "max_steps",
+        "batch_size",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "log_every",
+    ):
         if getattr(t, key) < 1:
             raise UsageError(f"trainer.{key}={getattr(t, key)}: must be >= 1")
     if t.batch_size % t.workers:
@@ -103,9 +121,14 @@ def _check(t: TrainerConfig) -> None:
 
 
 def run(cfg: DictConfig) -> dict:
-    run_dir = Path(str(required(cfg, "run_dir")))
     t = typed(cfg.trainer, TrainerConfig, "trainer")
     _check(t)
+    run_dir = storage.resolve(str(required(cfg, "run_dir")))
+    if storage.is_url(run_dir) and t.backend != "ray":
+        raise UsageError(
+            f"run_dir={run_dir}: a URL run directory needs trainer.backend=ray (Ray Train "
+            "writes the checkpoints there); use a local folder with backend=local"
+        )
     data = to_plain(cfg.data) if cfg.get("data") is not None else {"name": "store"}
     if data["name"] == "store":
         store = str(required(cfg, "store"))
@@ -132,16 +155,19 @@ def run(cfg: DictConfig) -> dict:
         "run_id": uuid.uuid4().hex,
         "store": store,
         "data": data,
-        "run_dir": str(run_dir),
+        "run_dir": run_dir,
         "trainer": asdict(t),
         "model": model_options,
         "config": to_plain(cfg),
     }
     if t.backend == "ray":
         result = _run_ray(job, t)
+        train_json = storage.join(run_dir, "train.json")
+        storage.write_text(train_json, json.dumps(result, indent=2, sort_keys=True) + "\n")
+        write_result(cfg, result, None)  # and report=PATH
     else:
-        result = train_loop(job)
-    write_result(cfg, result, str(run_dir / "train.json"))
+        result = train_loop(job)  # wrote run_dir/train.json
+        write_result(cfg, result, None)
 
     summary(
         f"train {model_options.get('name')} -> {run_dir}",
@@ -157,33 +183,126 @@ def _build(model_options: dict[str, Any]):  # noqa: ANN202
         raise UsageError(f"model: {e}") from None
 
 
+def cluster_device(device: str, workers: int, resources: dict[str, float]) -> bool:
+    """Whether Ray Train workers get a GPU each, decided from the cluster's `resources`
+    (`ray.cluster_resources()`), never from the driver's own hardware: under `ray job submit`
+    the driver runs on a head node that usually has no GPU while the workers' nodes do."""
+    gpus = float(resources.get("GPU", 0.0))
+    if device == "cpu":
+        return False
+    if device == "cuda" and gpus < 1:
+        raise UsageError(
+            f"trainer.device=cuda: the Ray cluster has no GPU ({describe_resources(resources)});"
+            " add GPU nodes or use trainer.device=cpu"
+        )
+    use_gpu = gpus >= 1  # auto: GPUs when the cluster has them
+    if use_gpu and gpus < workers:
+        print(
+            f"trainer.workers={workers} need {workers} GPUs; the cluster has {gpus:g} now: Ray "
+            "Train waits until it has them (an autoscaler adds nodes; a fixed cluster waits "
+            "for ever, so lower trainer.workers)"
+        )
+    return use_gpu
+
+
+def describe_resources(resources: dict[str, float]) -> str:
+    """'CPU 2, GPU 0, memory 3.1 GiB' from `ray.cluster_resources()` (node markers left out)."""
+    parts = [f"CPU {resources.get('CPU', 0):g}", f"GPU {resources.get('GPU', 0):g}"]
+    for key in ("memory", "object_store_memory"):
+        if key in resources:
+            parts.append(f"{key} {resources[key] / 2**30:.1f} GiB")
+    named = sorted(
+        k
+        for k in resources
+        if k not in ("CPU", "GPU", "memory", "object_store_memory") and not k.startswith("node:")
+    )
+    parts += [f"{k} {resources[k]:g}" for k in named]
+    return ", ".join(parts)
+
+
 def _run_ray(job: dict[str, Any], t: TrainerConfig) -> dict[str, Any]:
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    import ray
+    from ray.train import (
+        CheckpointConfig,
+        FailureConfig,
+        RunConfig,
+        ScalingConfig,
+        WorkerGroupError,
+    )
     from ray.train.torch import TorchTrainer
 
     ray_init(address_of(job["config"]), log_to_driver=True)  # cluster.address or $RAY_ADDRESS
-    use_gpu = t.device == "cuda" or (t.device == "auto" and torch.cuda.is_available())
-    run_dir = Path(job["run_dir"]).resolve()
+    use_gpu = cluster_device(t.device, t.workers, ray.cluster_resources())
+    job = {**job, "trainer": {**job["trainer"], "device": "cuda" if use_gpu else "cpu"}}
+    run_dir = storage.resolve(job["run_dir"])
     trainer = TorchTrainer(
         _ray_worker,
         train_loop_config=job,
         scaling_config=ScalingConfig(num_workers=t.workers, use_gpu=use_gpu),
         run_config=RunConfig(
-            name="ray",
-            storage_path=str(run_dir),
+            # Ray Train persists every reported checkpoint to run_dir/checkpoints/step-N/ and
+            # restores a restarted worker group from the newest (same name, same storage)
+            name="checkpoints",
+            storage_path=run_dir,
             failure_config=FailureConfig(max_failures=t.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=t.keep_checkpoints),
         ),
     )
-    trainer.fit()
-    result = json.loads((run_dir / "train.json").read_text())
+    try:
+        fit = trainer.fit()
+    except WorkerGroupError as e:
+        raise _worker_error(e) from None
+    if fit.checkpoint is None:
+        raise TrainingFailed(f"Ray Train finished without a checkpoint in {run_dir}")
+    # the user-facing files of a run, as the local backend writes them
+    with fit.checkpoint.as_directory() as d:
+        result = json.loads((Path(d) / "train.json").read_text())
+        last = storage.join(run_dir, "checkpoints", "last.pt")
+        storage.put(Path(d) / checkpoint.RAY_FILE, last)
+        storage.put(Path(d) / "metrics.jsonl", storage.join(run_dir, "metrics.jsonl"))
+        if (Path(d) / "tensorboard").is_dir():
+            storage.put(Path(d) / "tensorboard", storage.join(run_dir, "tensorboard"))
+    result["checkpoint"] = last
     return result
+
+
+def _worker_error(e: Exception) -> Exception:
+    """The first worker's own UsageError/StageFailed (its one-line message) out of Ray Train's
+    WorkerGroupError, else a TrainingFailed that keeps Ray's text."""
+    failures = getattr(e, "worker_failures", {}) or {}
+    for rank in sorted(failures):
+        err = failures[rank]
+        base = getattr(err, "_base_exc", err)  # Ray wraps the worker's exception
+        if isinstance(base, (UsageError, StageFailed)):
+            return type(base)(f"worker {rank}: {base}")
+    return TrainingFailed(str(e))
 
 
 def _ray_worker(job: dict[str, Any]) -> None:
     import ray.train
 
     ctx = ray.train.get_context()
-    train_loop(job, rank=ctx.get_world_rank(), world=ctx.get_world_size())
+    device = worker_device(job["trainer"]["device"] == "cuda")
+    train_loop(job, rank=ctx.get_world_rank(), world=ctx.get_world_size(), device=device)
+
+
+def worker_device(use_gpu: bool) -> torch.device:
+    """The device of this Ray Train worker, checked here on the worker's node: the GPU Ray
+    assigned it must be one PyTorch can use."""
+    if not use_gpu:
+        return torch.device("cpu")
+    import ray
+    from ray.train.torch import get_device
+
+    if not torch.cuda.is_available():
+        node = ray.get_runtime_context().get_node_id()[:12]
+        raise TrainingFailed(
+            f"Ray placed this worker on a GPU (node {node}, GPU ids {ray.get_gpu_ids()}) but "
+            f"PyTorch there sees no CUDA device (torch {torch.__version__}, CUDA build "
+            f"{torch.version.cuda}): install a CUDA build of torch on the GPU nodes, or use "
+            "trainer.device=cpu"
+        )
+    return get_device()
 
 
 def make_update(optimizers: dict[str, torch.optim.Optimizer], clip_grad_norm: float | None) -> Any:
@@ -211,20 +330,26 @@ def compile_networks(task: TrainingTask) -> None:
         net.compile()
 
 
-def _device(t: TrainerConfig, rank: int) -> torch.device:
+def _device(t: TrainerConfig) -> torch.device:
+    """trainer.backend=local: this machine's device."""
     if t.device == "cpu" or (t.device == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
-    local = int(os.environ.get("LOCAL_RANK", 0))
-    return torch.device("cuda", local)
+    return torch.device("cuda", 0)
 
 
-def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, Any]:
-    """The training loop; rank 0 writes checkpoints, logs and train.json."""
+def train_loop(
+    job: dict[str, Any], rank: int = 0, world: int = 1, device: torch.device | None = None
+) -> dict[str, Any]:
+    """The training loop; rank 0 writes checkpoints, logs and train.json (through `ray.train`
+    when it runs on Ray Train workers, else into run_dir)."""
     t = TrainerConfig(**job["trainer"])
     run_dir = Path(job["run_dir"])
-    ckpt_dir = run_dir / "checkpoints"
-    last = ckpt_dir / "last.pt"
-    device = _device(t, rank)
+    store_ckpts: _Checkpoints = (
+        _RayCheckpoints(rank, t.keep_checkpoints)
+        if t.backend == "ray"
+        else _RunDirCheckpoints(run_dir, t.keep_checkpoints)
+    )
+    device = device if device is not None else _device(t)
     torch.manual_seed(t.seed)
     np.random.seed(t.seed)
     random.seed(t.seed)
@@ -233,20 +358,13 @@ def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, 
     task.networks.to(device)
     task.distribute(rank, world, t.seed)  # which rows of each global batch are this rank's
     start_step = 0
-    ckpt = None
-    if last.exists():
-        try:
-            ckpt = checkpoint.load(last, map_location=device)
-        except UsageError:
-            if t.resume:
-                raise
-            # a fresh run replaces whatever is there
+    ckpt = store_ckpts.latest(device, strict=t.resume)
     same_run = ckpt is not None and ckpt.get("run_id") == job.get("run_id")
     resumed = ckpt is not None and (t.resume or same_run)
     if not resumed:
-        ckpt = None
-    if t.resume and not last.exists() and rank == 0:
-        print(f"trainer.resume=true but {last} does not exist: starting from step 0")
+        ckpt = None  # a fresh run replaces whatever is there
+    if t.resume and ckpt is None and rank == 0:
+        print(f"trainer.resume=true but {store_ckpts.where} has no checkpoint: starting at step 0")
     if ckpt is not None:
         for name, state in ckpt["networks"].items():
             task.networks[name].load_state_dict(state)
@@ -286,6 +404,7 @@ def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, 
     update = make_update(optimizers, t.clip_grad_norm)
 
     per_rank = t.batch_size // world
+    rows = (rank * per_rank, (rank + 1) * per_rank)  # this rank's rows of every global batch
     data = job.get("data") or {"name": "store"}
     if data["name"] == "moving_mnist":
         # fresh sequences on the fly, the paper's protocol (no fixed training set to overfit)
@@ -302,7 +421,7 @@ def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, 
             seed=t.seed,
             root=data.get("mnist_root"),
             skip_batches=start_step,
-            rows=(rank * per_rank, (rank + 1) * per_rank),  # only this rank's slice is made
+            rows=rows,  # only this rank's slice is made
         )
     else:
         dataset = ClipDataset(
@@ -319,6 +438,7 @@ def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, 
             skip_batches=start_step,
             labels=task.needs_labels,
             keypoints=task.needs_keypoints,
+            rows=rows,  # only the frames of this rank's rows are read
         )
     if isinstance(dataset, ClipDataset) and len(dataset) == 0:  # drop_last: no full batch
         raise UsageError(
@@ -331,7 +451,6 @@ def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, 
             f"store {job['store']} has {len(dataset.categories)} label categories "
             f"({dataset.categories[:8]}...) but model.num_categories={task.num_categories}"
         )
-    rows_only = isinstance(dataset, MovingMNISTStream)
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=None,
@@ -341,7 +460,7 @@ def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, 
 
     # label names (for generate and evaluate) and the invocation, for restarts (see run())
     extra = {"categories": list(dataset.categories), "run_id": job.get("run_id")}
-    writer = _Logs(run_dir, start_step) if rank == 0 else None
+    writer = _Logs(store_ckpts.log_dir, start_step) if rank == 0 else None
     samples = 0
     wall0 = time.perf_counter()
     deadline = None if t.max_minutes is None else wall0 + 60.0 * t.max_minutes
@@ -352,15 +471,14 @@ def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, 
         for batch in loader:
             if step >= t.max_steps:
                 break
-            # this rank's slice of the global batch (a stream that makes only it: all of it)
-            mine = slice(None) if rows_only else slice(rank * per_rank, (rank + 1) * per_rank)
+            # the batch holds this rank's rows of the global batch only
             if isinstance(batch, dict):  # frames and e.g. "label", "keypoints"
                 x: Any = {
-                    k: to_model_input(v[mine], device) if k == "frames" else v[mine].to(device)
+                    k: to_model_input(v, device) if k == "frames" else v.to(device)
                     for k, v in batch.items()
                 }
             else:
-                x = to_model_input(batch[mine], device)
+                x = to_model_input(batch, device)
             for net in task.networks.values():
                 net.train()
             with autocast:
@@ -379,7 +497,7 @@ def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, 
             if not math.isfinite(loss_value):
                 raise TrainingFailed(
                     f"loss is {loss_value} at step {step}: stopped; the last good checkpoint "
-                    f"{last if last.exists() else '(none yet)'} is kept. Lower the learning "
+                    f"in {store_ckpts.where} is kept. Lower the learning "
                     f"rate (trainer.lr) or clip harder (trainer.clip_grad_norm)."
                 )
             step += 1
@@ -391,17 +509,10 @@ def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, 
                     writer.log(step, {**logs, "samples_per_s": rate})
                 if bar is not None:
                     bar.advance(1, loss=loss_value, samples_s=round(rate, 1))
-                if step % t.checkpoint_every == 0 or step == t.max_steps or stop:
-                    checkpoint.save(last, task, optimizers, step, job["config"], extra)
-                    if step % t.checkpoint_every == 0:
-                        checkpoint.save(
-                            ckpt_dir / f"step-{step:08d}.pt",
-                            task,
-                            optimizers,
-                            step,
-                            job["config"],
-                            extra,
-                        )
+            final = stop or step >= t.max_steps
+            if step % t.checkpoint_every == 0 and not final:
+                state = _State(task, optimizers, step, job["config"], extra)
+                store_ckpts.save(state, periodic=True, writer=writer, metrics={"step": step})
             if stop:
                 break
     seconds = time.perf_counter() - wall0
@@ -409,7 +520,7 @@ def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, 
         "stage": "train",
         "model": job["model"].get("name"),
         "store": job["store"],
-        "run_dir": str(run_dir),
+        "run_dir": job["run_dir"],
         "backend": t.backend,
         "workers": world,
         "device": str(device),
@@ -419,13 +530,136 @@ def train_loop(job: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, 
         "loss": loss_value,
         "seconds": round(seconds, 3),
         "samples_per_s": round(samples / max(seconds, 1e-9), 2),
-        "checkpoint": str(last),
+        "frames_read": int(getattr(dataset, "frames_read", 0)),  # by rank 0 from the store
+        "checkpoint": store_ckpts.where,
     }
+    state = _State(task, optimizers, step, job["config"], extra)
+    # every rank takes part (a Ray report is a barrier); rank 0 writes
+    store_ckpts.save(state, periodic=step % t.checkpoint_every == 0, writer=writer, metrics=result)
     if writer is not None:
         writer.close()
-
-        write_json(run_dir / "train.json", result)
+        if t.backend == "local":
+            write_json(run_dir / "train.json", result)
     return result
+
+
+@dataclass
+class _State:
+    """What a checkpoint holds (see pipeline.runtime.checkpoint.save)."""
+
+    task: TrainingTask
+    optimizers: dict[str, torch.optim.Optimizer]
+    step: int
+    config: dict[str, Any]
+    extra: dict[str, Any]
+
+    def save(self, path: Path) -> None:
+        checkpoint.save(path, self.task, self.optimizers, self.step, self.config, self.extra)
+
+
+class _Checkpoints:
+    """Where a run's checkpoints and step log live; `latest` is what a (re)started rank resumes
+    from, `save` is called by every rank at the same steps."""
+
+    where: str
+    log_dir: Path
+
+    def latest(self, device: torch.device, strict: bool) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def save(
+        self, state: _State, periodic: bool, writer: _Logs | None, metrics: dict[str, Any]
+    ) -> None:
+        raise NotImplementedError
+
+
+class _RunDirCheckpoints(_Checkpoints):
+    """trainer.backend=local: run_dir/checkpoints/last.pt, plus step-N.pt every
+    trainer.checkpoint_every steps of which the newest trainer.keep_checkpoints are kept."""
+
+    def __init__(self, run_dir: Path, keep: int) -> None:
+        self.dir = run_dir / "checkpoints"
+        self.last = self.dir / "last.pt"
+        self.where = str(self.last)
+        self.log_dir = run_dir
+        self.keep = keep
+
+    def latest(self, device: torch.device, strict: bool) -> dict[str, Any] | None:
+        if not self.last.exists():
+            return None
+        try:
+            return checkpoint.load(self.last, map_location=device)
+        except UsageError:
+            if strict:
+                raise
+            return None  # a fresh run replaces an unreadable file
+
+    def save(
+        self, state: _State, periodic: bool, writer: _Logs | None, metrics: dict[str, Any]
+    ) -> None:
+        if writer is None:  # rank 0 writes
+            return
+        state.save(self.last)
+        if periodic:
+            state.save(self.dir / f"step-{state.step:08d}.pt")
+            # zero-padded steps sort by name; written before the old ones go, so a crash in
+            # between leaves one too many, never one too few
+            for old in sorted(self.dir.glob("step-*.pt"))[: -self.keep]:
+                old.unlink(missing_ok=True)
+
+
+class _RayCheckpoints(_Checkpoints):
+    """trainer.backend=ray: each checkpoint is reported to Ray Train as a folder (checkpoint.pt,
+    the step log metrics.jsonl and the TensorBoard events), which Ray persists to
+    run_dir/checkpoints/step-N/ and prunes to the newest keep_checkpoints. Rank 0 logs into a
+    scratch folder on its own node: only what is in a checkpoint outlives the worker."""
+
+    FILE = checkpoint.RAY_FILE
+
+    def __init__(self, rank: int, keep: int) -> None:
+        import tempfile
+
+        self.rank = rank
+        self.keep = keep
+        self.where = "Ray Train's checkpoints"
+        self.log_dir = Path(tempfile.mkdtemp(prefix="framecast-train-"))
+
+    def latest(self, device: torch.device, strict: bool) -> dict[str, Any] | None:
+        import ray.train
+
+        found = ray.train.get_checkpoint()
+        if found is None:
+            return None
+        with found.as_directory() as d:
+            ckpt = checkpoint.load(Path(d) / self.FILE, map_location=device)
+            for name in ("metrics.jsonl", "tensorboard"):
+                if (Path(d) / name).exists():
+                    storage.put(Path(d) / name, str(self.log_dir / name))
+        return ckpt
+
+    def save(
+        self, state: _State, periodic: bool, writer: _Logs | None, metrics: dict[str, Any]
+    ) -> None:
+        import tempfile
+
+        import ray.train
+
+        if self.rank != 0:
+            ray.train.report(metrics)
+            return
+        assert writer is not None
+        writer.flush()
+        with tempfile.TemporaryDirectory(prefix="framecast-ckpt-") as d:
+            state.save(Path(d) / self.FILE)
+            for name in ("metrics.jsonl", "tensorboard"):
+                if (self.log_dir / name).exists():
+                    storage.put(self.log_dir / name, str(Path(d) / name))
+            write_json(Path(d) / "train.json", metrics)
+            ray.train.report(
+                metrics,
+                checkpoint=ray.train.Checkpoint.from_directory(d),
+                checkpoint_dir_name=f"step-{state.step:08d}",
+            )
 
 
 class _Logs:
@@ -457,6 +691,11 @@ class _Logs:
         if self.tb is not None:
             for k, v in values.items():
                 self.tb.add_scalar(f"train/{k}", float(v), step)
+
+    def flush(self) -> None:
+        self.file.flush()
+        if self.tb is not None:
+            self.tb.flush()
 
     def close(self) -> None:
         self.file.close()

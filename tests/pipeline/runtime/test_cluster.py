@@ -1,5 +1,7 @@
 """Multi-node Ray on loopback: `ray job submit` of ingest and 2-worker training against a frame
-store on an S3-compatible server (moto), and training that survives losing a node.
+store on an S3-compatible server (moto), training that survives losing a node, checkpoints on S3,
+and GPU placement decided by the cluster (a worker node that claims a GPU resource) rather than
+by the CPU-only head that runs the driver.
 
 Everything runs in subprocesses: two `ray start --block` nodes (head + worker, one CPU each, so
 two Ray Train workers or two ingest actors can only be placed on both nodes), a moto S3 server,
@@ -162,7 +164,7 @@ class LocalCluster:
             self.stop()
             raise
 
-    def _start(self, args: list[str], name: str) -> subprocess.Popen:
+    def _start(self, args: list[str], name: str, gpus: int = 0) -> subprocess.Popen:
         log = open(self.root / f"ray-{name}.log", "wb")  # noqa: SIM115
         self._logs.append(log)
         proc = subprocess.Popen(
@@ -172,7 +174,7 @@ class LocalCluster:
                 "--block",
                 "--node-ip-address=127.0.0.2",  # Ray rewrites 127.0.0.1 to the host address
                 "--num-cpus=1",
-                "--num-gpus=0",
+                f"--num-gpus={gpus}",  # > 0: a GPU resource only (no device behind it)
                 "--object-store-memory=100000000",
                 f"--node-manager-port={free_port()}",
                 f"--object-manager-port={free_port()}",
@@ -191,8 +193,8 @@ class LocalCluster:
         self.nodes.append(proc)
         return proc
 
-    def add_worker(self, name: str) -> subprocess.Popen:
-        return self._start([f"--address={self.address}"], name)
+    def add_worker(self, name: str, gpus: int = 0) -> subprocess.Popen:
+        return self._start([f"--address={self.address}"], name, gpus)
 
     def _jobs_api_up(self) -> bool:
         if self.head.poll() is not None:
@@ -317,7 +319,7 @@ def store_digest(url: str, storage_options: dict) -> dict[str, str]:
     return {v: hashlib.sha256(store.frames(v).tobytes()).hexdigest() for v in store.video_ids()}
 
 
-def train_entrypoint(store: str, run_dir: Path, *extra: str) -> list[str]:
+def train_entrypoint(store: str, run_dir: Path | str, *extra: str) -> list[str]:
     return [
         "framecast",
         "train",
@@ -396,13 +398,19 @@ def test_framecast_run_is_one_ray_job_on_an_s3_store(
 
 
 def test_two_worker_training_job_on_s3_survives_losing_the_worker_node(
-    cluster: LocalCluster, s3_store: dict, s3: MotoS3, tmp_path: Path
+    cluster: LocalCluster, s3_store: dict, s3: MotoS3, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two Ray Train workers (one per node) train on the S3 store; the worker node dies
-    mid-run; Ray Train restarts the group on a replacement node, it resumes from the last
-    checkpoint and finishes the same number of steps; the store is unchanged."""
+    """Two Ray Train workers (one per node) train on the S3 store with run_dir on S3 too; the
+    worker node dies mid-run; Ray Train restarts the group on a replacement node, it resumes
+    from the newest checkpoint Ray persisted to S3 and finishes the same number of steps with
+    the same step log; only the newest keep_checkpoints checkpoints stay; the store is
+    unchanged."""
+    import s3fs
+
     before = store_digest(s3_store["url"], s3.storage_options)
-    run_dir = tmp_path / "run"
+    s3.make_bucket("ckpts")
+    run_dir = "s3://ckpts/run"
+    fs = s3fs.S3FileSystem(**s3.storage_options, skip_instance_cache=True)
     max_steps = 300
     job = cluster.submit(
         train_entrypoint(
@@ -410,19 +418,19 @@ def test_two_worker_training_job_on_s3_survives_losing_the_worker_node(
             run_dir,
             f"trainer.max_steps={max_steps}",
             "trainer.checkpoint_every=5",
-            "trainer.resume=true",  # a restarted worker group continues from last.pt
+            "trainer.keep_checkpoints=2",
             "trainer.max_failures=2",
         ),
         s3.env,
         wait=False,
     )
-    first = run_dir / "checkpoints" / "step-00000005.pt"
+    first = "ckpts/run/checkpoints/step-00000005/checkpoint.pt"
     try:
         wait_for(
-            lambda: first.exists() or cluster.status(job) in ("FAILED", "SUCCEEDED"),
+            lambda: fs.exists(first) or cluster.status(job) in ("FAILED", "SUCCEEDED"),
             120,
-            "the first checkpoint",
-            0.05,
+            "the first checkpoint on S3",
+            0.1,
         )
     except TimeoutError:
         raise AssertionError(cluster.logs(job)[-3000:]) from None
@@ -433,12 +441,22 @@ def test_two_worker_training_job_on_s3_survives_losing_the_worker_node(
     status = cluster.wait_job(job, 180)
     logs = cluster.logs(job)
     assert status == "SUCCEEDED", logs[-3000:]
-    result = json.loads((run_dir / "train.json").read_text())
+    result = json.loads(fs.cat_file("ckpts/run/train.json"))
     assert result["steps"] == max_steps and result["workers"] == 2 and result["backend"] == "ray"
     assert result["store"] == s3_store["url"]
     assert result["resumed"] and 5 <= result["start_step"] < max_steps
-    steps = [json.loads(ln)["step"] for ln in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert steps == list(range(1, max_steps + 1))  # no step lost, none repeated in the log
+    log = fs.cat_file("ckpts/run/metrics.jsonl").decode().splitlines()
+    assert [json.loads(ln)["step"] for ln in log] == list(range(1, max_steps + 1))
+    kept = sorted(p.rsplit("/", 1)[1] for p in fs.ls("ckpts/run/checkpoints", refresh=True))
+    assert [k for k in kept if k.startswith("step-")] == ["step-00000295", "step-00000300"]
+    assert "last.pt" in kept
+    # stages read checkpoints from the URL (credentials and endpoint from the environment)
+    for k, v in s3.env.items():
+        monkeypatch.setenv(k, v)
+    from pipeline.runtime import checkpoint
+
+    assert checkpoint.load(f"{run_dir}/checkpoints/last.pt")["step"] == max_steps
+    assert checkpoint.load(f"{run_dir}/checkpoints/step-00000295")["step"] == 295
     assert store_digest(s3_store["url"], s3.storage_options) == before  # the store is intact
 
 
@@ -458,3 +476,60 @@ def test_missing_bucket_and_denied_access_are_clear_store_errors(
                 make("s3://frames/x.zarr", strict.storage_options)
     finally:
         strict.stop()
+
+
+def test_device_cuda_on_a_cluster_without_gpus_is_a_one_line_error(
+    cluster: LocalCluster, s3_store: dict, s3: MotoS3, tmp_path: Path
+) -> None:
+    job = cluster.submit(
+        train_entrypoint(s3_store["url"], tmp_path / "run", "trainer.device=cuda"),
+        s3.env,
+        wait=False,
+    )
+    assert cluster.wait_job(job, 120) == "FAILED"
+    logs = cluster.logs(job)
+    assert (
+        "framecast train: error: trainer.device=cuda: the Ray cluster has no GPU (CPU 2, GPU 0"
+        in logs
+    )
+    assert "Traceback" not in logs
+
+
+def test_gpu_use_is_decided_by_the_cluster_and_checked_on_the_worker(
+    cluster: LocalCluster, s3_store: dict, s3: MotoS3, tmp_path: Path
+) -> None:
+    """The driver runs on the head (no GPU) and the cluster gains a node that claims one GPU.
+    With device=auto and device=cuda the driver must not decide from its own hardware: it asks
+    for a GPU worker, Ray places the worker on the GPU node, and there (no CUDA behind the
+    claimed GPU) the worker's own check fails with a message naming the GPU Ray gave it."""
+    gpu_node = cluster.add_worker("gpu-node", gpus=1)
+    try:
+        wait_for(lambda: cluster.alive_nodes() >= 3, 90, "the GPU node")
+        for device in ("auto", "cuda"):
+            job = cluster.submit(
+                train_entrypoint(
+                    s3_store["url"],
+                    tmp_path / device,
+                    f"trainer.device={device}",
+                    "trainer.workers=1",
+                    "trainer.max_failures=0",
+                ),
+                s3.env,
+                wait=False,
+            )
+            assert cluster.wait_job(job, 180) == "FAILED"
+            logs = cluster.logs(job)
+            assert "Ray placed this worker on a GPU" in logs, logs[-3000:]
+            assert "GPU ids [0]" in logs or "GPU ids ['0']" in logs, logs[-3000:]
+            assert "PyTorch there sees no CUDA device" in logs
+        # device=cpu on the same cluster trains on CPU workers
+        run_dir = tmp_path / "cpu"
+        cluster.submit(
+            train_entrypoint(s3_store["url"], run_dir, "trainer.device=cpu", "trainer.max_steps=2"),
+            s3.env,
+        )
+        result = json.loads((run_dir / "train.json").read_text())
+        assert result["device"] == "cpu" and result["steps"] == 2
+    finally:
+        stop_group(gpu_node, signal.SIGKILL)
+        cluster.nodes.remove(gpu_node)

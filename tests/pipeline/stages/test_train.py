@@ -44,19 +44,26 @@ def losses(run_dir: Path) -> list[float]:
 
 def test_local_training_logs_checkpoints_and_lowers_loss(tiny_store: str, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    args = train_args(tiny_store, run_dir, "trainer.max_steps=30", "trainer.checkpoint_every=10")
+    args = train_args(
+        tiny_store,
+        run_dir,
+        "trainer.max_steps=30",
+        "trainer.checkpoint_every=5",
+        "trainer.keep_checkpoints=2",
+    )
     assert main(args) == 0
     curve = losses(run_dir)
     assert len(curve) == 30
     assert sum(curve[-5:]) / 5 < sum(curve[:5]) / 5
     result = json.loads((run_dir / "train.json").read_text())
     assert result["steps"] == 30 and result["samples_per_s"] > 0
+    # the newest keep_checkpoints step files and last.pt; nothing half-written left behind
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
         "last.pt",
-        "step-00000010.pt",
-        "step-00000020.pt",
+        "step-00000025.pt",
         "step-00000030.pt",
     ]
+    assert checkpoint.load(run_dir / "checkpoints" / "step-00000025.pt")["step"] == 25
     ckpt = checkpoint.load(run_dir / "checkpoints" / "last.pt")  # weights_only=True inside
     assert ckpt["step"] == 30 and ckpt["model_config"]["hidden"] == 32
     assert ckpt["config"]["trainer"]["max_steps"] == 30
@@ -191,7 +198,10 @@ def test_ray_two_workers_match_one_worker_on_the_concatenated_batch(
     assert result["workers"] == 2 and result["steps"] == 3
     a = checkpoint.load(tmp_path / "one" / "checkpoints" / "last.pt")["networks"]["model"]
     b = checkpoint.load(tmp_path / "two" / "checkpoints" / "last.pt")["networks"]["model"]
-    first = checkpoint.load(tmp_path / "two" / "checkpoints" / "step-00000001.pt")
+    # Ray Train's checkpoint folders: the newest trainer.keep_checkpoints (default 3) of them
+    kept = sorted(p.name for p in (tmp_path / "two" / "checkpoints").glob("step-*"))
+    assert kept == ["step-00000001", "step-00000002", "step-00000003"]
+    first = checkpoint.load(tmp_path / "two" / "checkpoints" / "step-00000001")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
     assert any(not torch.equal(first["networks"]["model"][k], b[k]) for k in b)  # it trained
@@ -309,7 +319,10 @@ def test_ray_two_workers_train_mocogan_as_one_worker_on_the_concatenated_batch(
     assert main(two) == 0
     a = checkpoint.load(tmp_path / "one" / "checkpoints" / "last.pt")["networks"]
     b = checkpoint.load(tmp_path / "two" / "checkpoints" / "last.pt")["networks"]
-    first = checkpoint.load(tmp_path / "two" / "checkpoints" / "step-00000001.pt")["networks"]
+    # Ray Train's checkpoint folders: the newest trainer.keep_checkpoints (default 3) of them
+    kept = sorted(p.name for p in (tmp_path / "two" / "checkpoints").glob("step-*"))
+    assert kept == ["step-00000001", "step-00000002", "step-00000003"]
+    first = checkpoint.load(tmp_path / "two" / "checkpoints" / "step-00000001")["networks"]
     assert set(a) == set(b) == {"generator", "generator_ema", "image_disc", "video_disc"}
     for net in a:
         for k in a[net]:  # parameters and BatchNorm statistics
@@ -359,7 +372,10 @@ def test_transformer_ray_two_workers_match_one_worker(
     assert json.loads((tmp_path / "two" / "train.json").read_text())["workers"] == 2
     a = checkpoint.load(tmp_path / "one" / "checkpoints" / "last.pt")["networks"]["model"]
     b = checkpoint.load(tmp_path / "two" / "checkpoints" / "last.pt")["networks"]["model"]
-    first = checkpoint.load(tmp_path / "two" / "checkpoints" / "step-00000001.pt")
+    # Ray Train's checkpoint folders: the newest trainer.keep_checkpoints (default 3) of them
+    kept = sorted(p.name for p in (tmp_path / "two" / "checkpoints").glob("step-*"))
+    assert kept == ["step-00000001", "step-00000002", "step-00000003"]
+    first = checkpoint.load(tmp_path / "two" / "checkpoints" / "step-00000001")
     assert any(k.endswith("time_bias") for k in a)  # the Transformer's weights
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
