@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import time
 import uuid
@@ -227,9 +228,11 @@ def _run_ray(job: dict[str, Any], t: TrainerConfig) -> dict[str, Any]:
         FailureConfig,
         RunConfig,
         ScalingConfig,
-        WorkerGroupError,
+        TrainingFailedError,
     )
     from ray.train.torch import TorchTrainer
+
+    from pipeline.runtime.ray_train import CheckedTorchConfig
 
     ray_init(address_of(job["config"]), log_to_driver=True)  # cluster.address or $RAY_ADDRESS
     use_gpu = cluster_device(t.device, t.workers, ray.cluster_resources())
@@ -238,6 +241,7 @@ def _run_ray(job: dict[str, Any], t: TrainerConfig) -> dict[str, Any]:
     trainer = TorchTrainer(
         _ray_worker,
         train_loop_config=job,
+        torch_config=CheckedTorchConfig(),  # workers check their GPU before NCCL starts
         scaling_config=ScalingConfig(num_workers=t.workers, use_gpu=use_gpu),
         run_config=RunConfig(
             # Ray Train persists every reported checkpoint to run_dir/checkpoints/step-N/ and
@@ -250,7 +254,7 @@ def _run_ray(job: dict[str, Any], t: TrainerConfig) -> dict[str, Any]:
     )
     try:
         fit = trainer.fit()
-    except WorkerGroupError as e:
+    except TrainingFailedError as e:
         raise _worker_error(e) from None
     if fit.checkpoint is None:
         raise TrainingFailed(f"Ray Train finished without a checkpoint in {run_dir}")
@@ -267,14 +271,25 @@ def _run_ray(job: dict[str, Any], t: TrainerConfig) -> dict[str, Any]:
 
 
 def _worker_error(e: Exception) -> Exception:
-    """The first worker's own UsageError/StageFailed (its one-line message) out of Ray Train's
-    WorkerGroupError, else a TrainingFailed that keeps Ray's text."""
-    failures = getattr(e, "worker_failures", {}) or {}
-    for rank in sorted(failures):
-        err = failures[rank]
-        base = getattr(err, "_base_exc", err)  # Ray wraps the worker's exception
-        if isinstance(base, (UsageError, StageFailed)):
-            return type(base)(f"worker {rank}: {base}")
+    """A worker's own UsageError/StageFailed (its one-line message) out of Ray Train's error
+    (WorkerGroupError: per-rank failures; ControllerError: a failure while starting the group,
+    e.g. the workers' GPU check), else a TrainingFailed that keeps Ray's text."""
+    causes = (
+        [failures[r] for r in sorted(failures)]
+        if (failures := getattr(e, "worker_failures", None))
+        else []
+    )
+    if getattr(e, "controller_failure", None) is not None:
+        causes.append(e.controller_failure)  # type: ignore[attr-defined]
+    for err in causes:
+        for _ in range(4):  # Ray wraps the worker's exception (UserExceptionWithTraceback,
+            # RayTaskError); unwrap to the worker's own
+            inner = getattr(err, "_base_exc", None) or getattr(err, "cause", None)
+            if inner is None or inner is err:
+                break
+            err = inner
+        if isinstance(err, (UsageError, StageFailed)):
+            return err
     return TrainingFailed(str(e))
 
 
@@ -296,11 +311,16 @@ def worker_device(use_gpu: bool) -> torch.device:
 
     if not torch.cuda.is_available():
         node = ray.get_runtime_context().get_node_id()[:12]
+        fix = (
+            f"torch {torch.__version__} is a CPU-only build: install a CUDA build there"
+            if torch.version.cuda is None
+            else f"torch {torch.__version__} is built for CUDA {torch.version.cuda}: check "
+            f"the node's NVIDIA driver (CUDA_VISIBLE_DEVICES="
+            f"{os.environ.get('CUDA_VISIBLE_DEVICES', '')!r})"
+        )
         raise TrainingFailed(
             f"Ray placed this worker on a GPU (node {node}, GPU ids {ray.get_gpu_ids()}) but "
-            f"PyTorch there sees no CUDA device (torch {torch.__version__}, CUDA build "
-            f"{torch.version.cuda}): install a CUDA build of torch on the GPU nodes, or use "
-            "trainer.device=cpu"
+            f"PyTorch there sees no CUDA device; {fix}; or use trainer.device=cpu"
         )
     return get_device()
 

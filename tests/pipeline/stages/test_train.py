@@ -381,3 +381,38 @@ def test_transformer_ray_two_workers_match_one_worker(
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
     assert any(not torch.equal(first["networks"]["model"][k], b[k]) for k in b)  # it trained
     assert losses(tmp_path / "one") == pytest.approx(losses(tmp_path / "two"), rel=1e-4)
+
+
+def test_ray_gpu_use_comes_from_the_cluster_not_the_driver(capsys: pytest.CaptureFixture) -> None:
+    from pipeline.core.errors import UsageError
+    from pipeline.stages.train import cluster_device
+
+    cpu_only = {"CPU": 2.0, "memory": 3 * 2**30, "node:127.0.0.2": 1.0, "accelerator_x": 1.0}
+    assert cluster_device("auto", 2, cpu_only) is False
+    assert cluster_device("cpu", 2, {"CPU": 8.0, "GPU": 8.0}) is False
+    assert cluster_device("auto", 2, {"CPU": 8.0, "GPU": 8.0}) is True
+    assert cluster_device("cuda", 1, {"CPU": 8.0, "GPU": 1.0}) is True
+    with pytest.raises(UsageError) as e:
+        cluster_device("cuda", 1, cpu_only)
+    assert str(e.value).startswith(
+        "trainer.device=cuda: the Ray cluster has no GPU (CPU 2, GPU 0, memory 3.0 GiB, "
+        "accelerator_x 1)"
+    )
+    assert "\n" not in str(e.value) and "node:" not in str(e.value)
+    assert cluster_device("auto", 4, {"CPU": 8.0, "GPU": 2.0}) is True  # waits for 4 GPUs
+    assert "need 4 GPUs; the cluster has 2 now" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trainer.keep_checkpoints=0", "trainer.keep_checkpoints=0: must be >= 1"),
+        ("run_dir=s3://bucket/run", "a URL run directory needs trainer.backend=ray"),
+    ],
+)
+def test_bad_checkpoint_settings_are_usage_errors(
+    tiny_store: str, tmp_path: Path, capsys: pytest.CaptureFixture, override: str, message: str
+) -> None:
+    assert main([*train_args(tiny_store, tmp_path / "run"), override]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
