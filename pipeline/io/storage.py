@@ -56,6 +56,26 @@ def put(local: Path, dest: str) -> None:
     os.replace(tmp, target)
 
 
+def remove(dest: str) -> bool:
+    """Delete a file or folder at a path or URL; False when there was nothing."""
+    if is_url(dest):
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(dest)
+        if not fs.exists(path):
+            return False
+        fs.rm(path, recursive=True)
+        return True
+    target = Path(dest)
+    if target.is_dir():
+        shutil.rmtree(target)
+        return True
+    if target.exists():
+        target.unlink()
+        return True
+    return False
+
+
 def write_text(dest: str, text: str) -> None:
     """Write `text` to a local path (atomically) or a URL."""
     if is_url(dest):

@@ -238,6 +238,13 @@ def _run_ray(job: dict[str, Any], t: TrainerConfig) -> dict[str, Any]:
     use_gpu = cluster_device(t.device, t.workers, ray.cluster_resources())
     job = {**job, "trainer": {**job["trainer"], "device": "cuda" if use_gpu else "cpu"}}
     run_dir = storage.resolve(job["run_dir"])
+    ckpt_dir = storage.join(run_dir, "checkpoints")
+    if not t.resume and storage.remove(ckpt_dir):
+        # Ray Train would continue a run it finds there; a fresh run replaces it, as a fresh
+        # local run replaces last.pt (and a checkpoint folder name never means two runs)
+        print(
+            f"a fresh run: replaced the checkpoints in {ckpt_dir} (trainer.resume=true continues)"
+        )
     trainer = TorchTrainer(
         _ray_worker,
         train_loop_config=job,

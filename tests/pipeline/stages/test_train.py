@@ -416,3 +416,36 @@ def test_bad_checkpoint_settings_are_usage_errors(
     assert main([*train_args(tiny_store, tmp_path / "run"), override]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_ray_resume_continues_a_run_and_a_fresh_run_replaces_it(
+    ray_local: None, tiny_store: str, tmp_path: Path
+) -> None:
+    """trainer.resume=true in a new invocation continues from the newest checkpoint Ray Train
+    persisted (and its step log); a fresh run into the same run_dir starts over and replaces
+    the old checkpoints rather than mixing two runs' folders."""
+    run = tmp_path / "run"
+    args = [
+        *train_args(tiny_store, run),
+        "trainer.backend=ray",
+        "trainer.workers=2",
+        "trainer.checkpoint_every=2",
+        "trainer.log_every=1",
+    ]
+    assert main([*args, "trainer.max_steps=4"]) == 0
+    assert main([*args, "trainer.max_steps=6", "trainer.resume=true"]) == 0
+    result = json.loads((run / "train.json").read_text())
+    assert (result["start_step"], result["steps"], result["resumed"]) == (4, 6, True)
+    steps = [json.loads(ln)["step"] for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert sorted(p.name for p in (run / "checkpoints").glob("step-*")) == [
+        "step-00000002",
+        "step-00000004",
+        "step-00000006",
+    ]
+    assert main([*args, "trainer.max_steps=2"]) == 0
+    result = json.loads((run / "train.json").read_text())
+    assert (result["start_step"], result["steps"], result["resumed"]) == (0, 2, False)
+    assert sorted(p.name for p in (run / "checkpoints").glob("step-*")) == ["step-00000002"]
+    assert checkpoint.load(run / "checkpoints" / "last.pt")["step"] == 2
