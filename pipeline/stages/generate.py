@@ -50,6 +50,7 @@ from omegaconf import DictConfig
 from pipeline.core.config import StageFailed, UsageError, required, typed, write_json, write_result
 from pipeline.core.frames import to_model, to_uint8
 from pipeline.core.progress import progress, summary
+from pipeline.io import storage
 from pipeline.io.loader import select_videos
 from pipeline.io.previews import read_video, write_atomic, write_previews
 from pipeline.io.store import FrameStore
@@ -206,7 +207,7 @@ def _settings(
     """What the files of a run depend on (num_videos, workers, backend and batch size do not
     change a video)."""
     return {
-        "checkpoint": str(Path(ckpt_path).resolve()),
+        "checkpoint": storage.resolve(ckpt_path),
         "step": step,
         "length": length,
         "seed": g.seed,
