@@ -567,6 +567,7 @@ def train_loop(
         writer.close()
         if t.backend == "local":
             write_json(run_dir / "train.json", result)
+    store_ckpts.close()
     return result
 
 
@@ -593,6 +594,9 @@ class _Checkpoints:
 
     def latest(self, device: torch.device, strict: bool) -> dict[str, Any] | None:
         raise NotImplementedError
+
+    def close(self) -> None:
+        """Release scratch space (the run's files stay)."""
 
     def save(
         self, state: _State, periodic: bool, writer: _Logs | None, metrics: dict[str, Any]
@@ -687,6 +691,11 @@ class _RayCheckpoints(_Checkpoints):
                 checkpoint=ray.train.Checkpoint.from_directory(d),
                 checkpoint_dir_name=f"step-{state.step:08d}",
             )
+
+    def close(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.log_dir, ignore_errors=True)
 
 
 class _Logs:
