@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
 import uuid
@@ -58,6 +57,7 @@ from pipeline.io.loader import ClipDataset, to_model_input
 from pipeline.io.store import FrameStore
 from pipeline.runtime import checkpoint
 from pipeline.runtime.cluster import address_of, ray_init
+from pipeline.runtime.ray_train import checked_torch_config, worker_device
 
 
 class TrainingFailed(StageFailed):
@@ -232,8 +232,6 @@ def _run_ray(job: dict[str, Any], t: TrainerConfig) -> dict[str, Any]:
     )
     from ray.train.torch import TorchTrainer
 
-    from pipeline.runtime.ray_train import CheckedTorchConfig
-
     ray_init(address_of(job["config"]), log_to_driver=True)  # cluster.address or $RAY_ADDRESS
     use_gpu = cluster_device(t.device, t.workers, ray.cluster_resources())
     job = {**job, "trainer": {**job["trainer"], "device": "cuda" if use_gpu else "cpu"}}
@@ -248,7 +246,7 @@ def _run_ray(job: dict[str, Any], t: TrainerConfig) -> dict[str, Any]:
     trainer = TorchTrainer(
         _ray_worker,
         train_loop_config=job,
-        torch_config=CheckedTorchConfig(),  # workers check their GPU before NCCL starts
+        torch_config=checked_torch_config(),  # workers check their GPU before NCCL starts
         scaling_config=ScalingConfig(num_workers=t.workers, use_gpu=use_gpu),
         run_config=RunConfig(
             # Ray Train persists every reported checkpoint to run_dir/checkpoints/step-N/ and
@@ -306,30 +304,6 @@ def _ray_worker(job: dict[str, Any]) -> None:
     ctx = ray.train.get_context()
     device = worker_device(job["trainer"]["device"] == "cuda")
     train_loop(job, rank=ctx.get_world_rank(), world=ctx.get_world_size(), device=device)
-
-
-def worker_device(use_gpu: bool) -> torch.device:
-    """The device of this Ray Train worker, checked here on the worker's node: the GPU Ray
-    assigned it must be one PyTorch can use."""
-    if not use_gpu:
-        return torch.device("cpu")
-    import ray
-    from ray.train.torch import get_device
-
-    if not torch.cuda.is_available():
-        node = ray.get_runtime_context().get_node_id()[:12]
-        fix = (
-            f"torch {torch.__version__} is a CPU-only build: install a CUDA build there"
-            if torch.version.cuda is None
-            else f"torch {torch.__version__} is built for CUDA {torch.version.cuda}: check "
-            f"the node's NVIDIA driver (CUDA_VISIBLE_DEVICES="
-            f"{os.environ.get('CUDA_VISIBLE_DEVICES', '')!r})"
-        )
-        raise TrainingFailed(
-            f"Ray placed this worker on a GPU (node {node}, GPU ids {ray.get_gpu_ids()}) but "
-            f"PyTorch there sees no CUDA device; {fix}; or use trainer.device=cpu"
-        )
-    return get_device()
 
 
 def make_update(optimizers: dict[str, torch.optim.Optimizer], clip_grad_norm: float | None) -> Any:

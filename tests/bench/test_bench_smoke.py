@@ -52,8 +52,17 @@ def test_every_benchmark_has_a_smoke_test() -> None:
 
 def test_loader_smoke(tmp_path: Path) -> None:
     rows = smoke("loader", tmp_path)
-    assert set(rows) == {"numpy in-memory gather", "store, cached", "store, streaming"}
+    speeds = ["numpy in-memory gather", "store, cached", "store, streaming"]
+    speeds.append("store, streaming, training order (rows)")
+    reads = [
+        f"one epoch, {w} ranks, {how}"
+        for w in (1, 2, 4)
+        for how in ("whole batch each", "own rows")
+    ]
+    assert set(rows) == {*speeds, *reads}
     assert all(r["value"] > 0 for r in rows.values())
+    # W ranks that read their own rows read the store about once, not W times
+    assert rows["one epoch, 4 ranks, own rows"]["ratio"] < 0.5
 
 
 def test_train_smoke(tmp_path: Path) -> None:
