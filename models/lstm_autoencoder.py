@@ -58,7 +58,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.motion import (
-    coarse_warp_loss,
     compose,
     compose_kernels,
     gradient_difference_loss,
@@ -107,9 +106,6 @@ class LSTMAutoencoderConfig:
     motion_kernels: int = 8  # cdna: translation kernels per step (objects moving differently)
     motion_kernel_size: int = 9  # cdna: k, odd; the farthest move per step is k // 2 pixels
     scales: int = 0  # the prediction loss also at this many coarser scales (2x pooled each)
-    scale_warp: bool = False  # warp: those scales' predictions warp the pooled previous frame by
-    # the pooled flow (motion.coarse_warp_loss: the flow learns moves of 2^s px) rather than
-    # pooling the full-resolution prediction
     horizon_ramp_steps: int = 0  # curriculum: predicted frames trained on grow 1 -> horizon
     gdl_weight: float = 0.0  # weight of the gradient difference loss on predicted frames
     ssim_weight: float = 0.0  # weight of (1 - SSIM) on predicted frames (frames >= 11 px)
@@ -157,8 +153,6 @@ class LSTMAutoencoderConfig:
             raise ValueError(f"model.horizon_ramp_steps={self.horizon_ramp_steps} must be >= 0")
         if self.scales < 0:
             raise ValueError(f"model.scales={self.scales} must be >= 0")
-        if self.scale_warp and (self.output != "warp" or self.scales < 1):
-            raise ValueError("model.scale_warp=true needs model.output=warp and model.scales >= 1")
         if (
             self.motion_kernels < 1
             or self.motion_kernel_size < 1
@@ -970,18 +964,7 @@ class LSTMAutoencoderTask(TrainingTask):
                 frames = output_to_frame(raw, cfg.loss)
                 terms["prediction"] = frame_loss(raw, future, cfg.loss)
             prediction_total = prediction_total + terms["prediction"]
-            if cfg.scales > 0 and cfg.scale_warp:
-                terms["pyramid"] = coarse_warp_loss(
-                    frames,
-                    observed[:, -1].to(frames.dtype),
-                    outputs["appearance"],
-                    outputs["mask"],
-                    outputs["flow"],
-                    future,
-                    cfg.loss,
-                    cfg.scales,
-                )
-            elif cfg.scales > 0:
+            if cfg.scales > 0:
                 terms["pyramid"] = pyramid_loss(frames, future, cfg.loss, cfg.scales)
                 prediction_total = prediction_total + terms["pyramid"]
             if cfg.gdl_weight > 0:

@@ -116,12 +116,7 @@ def rollout(first: Tensor, appearance: Tensor, mask: Tensor, flow: Tensor) -> di
         frame, alpha = compose(frame, appearance[:, k], mask[:, k], flow[:, k])
         frames.append(frame)
         masks.append(alpha)
-    return {
-        "frames": torch.stack(frames, 1),
-        "flow": flow,
-        "mask": torch.stack(masks, 1),
-        "appearance": torch.sigmoid(appearance),
-    }
+    return {"frames": torch.stack(frames, 1), "flow": flow, "mask": torch.stack(masks, 1)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,45 +257,8 @@ def pyramid_loss(pred: Tensor, true: Tensor, kind: str, levels: int) -> Tensor:
     return total
 
 
-def coarse_warp_loss(
-    frames: Tensor,
-    first: Tensor,
-    appearance: Tensor,
-    alpha: Tensor,
-    flow: Tensor,
-    true: Tensor,
-    kind: str,
-    levels: int,
-) -> Tensor:
-    """The warp head's prediction *made* at `levels` coarser scales, against the true frames
-    there, summed over the levels. At scale s (2^s average pooling, written ·̄):
-
-        x̂ˢ_k = (1 − ᾱ_k) ⊙ warp(x̂̄_{k−1}, f̄_k / 2^s) + ᾱ_k ⊙ ā_k     vs    x̄_k
-
-    A move of 2^s pixels is one pixel at scale s, within reach of the bilinear sample's
-    gradient, so the flow learns moves larger than an object's edge: pooling the
-    full-resolution prediction instead (`pyramid_loss`) blurs the error, but its gradient
-    still reaches the flow only through the sharp frame's edges (the coarse-to-fine
-    photometric loss of unsupervised optical flow, e.g. Meister et al. 2018).
-
-    frames (B, K, C, H, W) the rolled-out predictions, first (B, C, H, W) x̂_0, appearance
-    (B, K, C, H, W) in [0, 1], alpha (B, K, 1, H, W) clamped, flow (B, K, 2, H, W) pixels.
-    """
-    previous = torch.cat([first.unsqueeze(1), frames[:, :-1]], 1)
-    x, a, m, f, t = (v.flatten(0, 1) for v in (previous, appearance, alpha, flow, true))
-    total = frames.new_zeros(())
-    for s in range(1, levels + 1):
-        if min(x.shape[-2:]) < 2:
-            break
-        x, a, m, f, t = (F.avg_pool2d(v, 2) for v in (x, a, m, f, t))
-        moved = warp(x, f / 2**s)
-        total = total + pixel_loss(moved + m * (a - moved), t, kind)
-    return total
-
-
 __all__ = [
     "apply_kernels",
-    "coarse_warp_loss",
     "compose",
     "compose_kernels",
     "gradient_difference_loss",
