@@ -365,7 +365,7 @@ def train_loop(
     if not resumed:
         ckpt = None  # a fresh run replaces whatever is there
     if t.resume and ckpt is None and rank == 0:
-        print(f"trainer.resume=true but {store_ckpts.where} has no checkpoint: starting at step 0")
+        print(f"trainer.resume=true but there is no checkpoint in {store_ckpts.where}: from step 0")
     if ckpt is not None:
         for name, state in ckpt["networks"].items():
             task.networks[name].load_state_dict(state)
@@ -626,7 +626,7 @@ class _RayCheckpoints(_Checkpoints):
 
         self.rank = rank
         self.keep = keep
-        self.where = "Ray Train's checkpoints"
+        self.where = "Ray Train's storage (run_dir/checkpoints)"
         self.log_dir = Path(tempfile.mkdtemp(prefix="framecast-train-"))
 
     def latest(self, device: torch.device, strict: bool) -> dict[str, Any] | None:
